@@ -1,0 +1,25 @@
+"""``python -m featviz [overrides]`` renders; ``featviz layers ...`` and ``featviz report ...`` are subcommands."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    """Dispatch to a subcommand, or to the Hydra app when the first word is not one."""
+    argv = sys.argv[1:]
+    if argv and argv[0] == "layers":
+        from featviz.layers import main as layers_main
+
+        sys.exit(layers_main(argv[1:]))
+    if argv and argv[0] == "report":
+        from featviz.report import main as report_main
+
+        sys.exit(report_main(argv[1:]))
+    from featviz.app import main as app_main
+
+    app_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Build library objects from plain config mappings (the Hydra app's only dependency).
+
+Kept apart from :mod:`featviz.app` so notebooks and tests can build a run from a dict,
+and so the app stays a thin layer: config in, :func:`featviz.render.render` call out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from featviz.errors import ConfigError
+from featviz.models import FeatureModel, build_model
+from featviz.objectives import Objective, build_objective
+from featviz.params import ImageParam, build_param
+from featviz.regularizers import Regularizer, build_regularizers
+from featviz.render import resolve_device
+from featviz.transforms import Compose, build_transforms
+
+
+@dataclass
+class RunParts:
+    """Everything ``render`` needs, built from one config."""
+
+    model: FeatureModel
+    objective: Objective
+    param: ImageParam
+    transforms: Compose
+    regularizers: list[Regularizer]
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+    generator: torch.Generator
+    device: torch.device
+
+
+def _int(cfg: Mapping[str, Any], key: str) -> int:
+    value = cfg.get(key)
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} must be an integer") from None
+
+
+def model_from_config(cfg: Mapping[str, Any], device: str | torch.device = "cpu") -> FeatureModel:
+    net = None
+    if cfg.get("net") is not None:
+        from hydra.utils import instantiate  # only custom `_target_` models need Hydra
+
+        net = instantiate(cfg["net"])
+    return build_model(
+        name=str(cfg.get("name", "efficientnet_lite0")),
+        weights=cfg.get("weights", "imagenet"),
+        input_size=cfg.get("input_size"),
+        net=net,
+        device=device,
+    )
+
+
+def optimizer_from_config(cfg: Mapping[str, Any]) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
+    """A partial ``torch.optim`` constructor from ``{_target_: ..., lr: ...}``."""
+    lr = cfg.get("lr")
+    if lr is not None:
+        try:
+            lr_f = float(lr)
+        except (TypeError, ValueError):
+            raise ConfigError(f"optimizer.lr={lr!r} must be a number") from None
+        if not math.isfinite(lr_f) or lr_f < 0:
+            raise ConfigError(f"optimizer.lr={lr} must be a finite number >= 0 (0.05 is the default)")
+    target = str(cfg.get("_target_", "torch.optim.Adam"))
+    module, _, cls_name = target.rpartition(".")
+    try:
+        cls = getattr(__import__(module, fromlist=[cls_name]), cls_name)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"optimizer._target_={target!r} is not importable; use e.g. torch.optim.Adam") from None
+    kwargs = {k: v for k, v in cfg.items() if not str(k).startswith("_")}
+    return lambda params: cls(params, **kwargs)
+
+
+def build_run(cfg: Mapping[str, Any]) -> RunParts:
+    """Build model, objective, param, transforms, regularizers and optimizer from ``cfg``.
+
+    ``cfg`` has the shape of ``conf/config.yaml`` (groups as nested mappings).
+    """
+    steps = _int(cfg, "steps")
+    if steps < 1:
+        raise ConfigError(f"steps={steps} must be >= 1")
+    batch = _int(cfg, "batch")
+    seed = _int(cfg, "seed")
+    device = resolve_device(cfg.get("device", "auto"))
+    generator = torch.Generator().manual_seed(seed)
+    model = model_from_config(cfg["model"], device)
+    objective = build_objective(**dict(cfg["objective"]))
+    pcfg = dict(cfg["param"])
+    param = build_param(pcfg.pop("kind"), generator=generator, batch=batch, **pcfg)
+    tcfg = dict(cfg["transforms"])
+    resize = model.input_size if tcfg.pop("resize", True) else None
+    scale = tcfg.pop("scale", None)
+    transforms = build_transforms(scale=list(scale) if scale is not None else None, resize=resize, **tcfg)
+    regularizers = build_regularizers(**dict(cfg.get("regularizer") or {}))
+    optimizer = optimizer_from_config(dict(cfg["optimizer"]))
+    return RunParts(model, objective, param, transforms, regularizers, optimizer, generator, device)

@@ -1,0 +1,55 @@
+"""Errors a user can cause, each with a message that names the fix.
+
+The Hydra app catches :class:`FeatvizError`, prints its message on one line and exits
+non-zero; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FeatvizError(Exception):
+    """Base class of every error caused by bad input rather than by a bug."""
+
+
+class ConfigError(FeatvizError):
+    """A config value is out of range or of the wrong kind."""
+
+
+class UnknownModelError(FeatvizError):
+    """The model name is not in the registry nor in torchvision."""
+
+
+class UnknownLayerError(FeatvizError):
+    """An objective names a layer the model does not have."""
+
+
+class UnitOutOfRangeError(FeatvizError):
+    """A channel, class or spatial index is past the layer's extent."""
+
+
+class ImageSizeError(FeatvizError):
+    """The image is too small to reach the requested layer."""
+
+
+class WeightsError(FeatvizError):
+    """Weights are missing, corrupt, or of the wrong architecture."""
+
+
+class NonFiniteLossError(FeatvizError):
+    """The loss became NaN or infinite; the run stops and keeps what it wrote."""
+
+
+class DatasetError(FeatvizError):
+    """An image folder is missing, empty or unreadable."""
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """Return the candidates most similar to ``name`` (for 'did you mean' hints)."""
+    pool = list(candidates)
+    close = difflib.get_close_matches(name, pool, n=n, cutoff=0.4)
+    if close:
+        return close
+    return [c for c in pool if name.split(".")[0] in c][:n]

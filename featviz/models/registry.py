@@ -1,0 +1,158 @@
+"""Build a :class:`FeatureModel` from a name: the embedded model, torchvision, or any module.
+
+``build_model("efficientnet_lite0")`` gives the embedded, offline default;
+``build_model("googlenet", weights="imagenet")`` takes torchvision's weights from the local
+torch hub cache (nothing is downloaded: a missing file is a clear error that says how to
+provide it); ``weights`` may also be a path to a state dict, loaded with
+``weights_only=True`` so no pickled code ever runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from featviz.errors import UnknownModelError, WeightsError, closest
+from featviz.models.feature_model import IMAGENET_MEAN, IMAGENET_STD, FeatureModel
+
+_EMBEDDED: dict[str, Callable[[bool], nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[[bool], nn.Module]], Callable[[bool], nn.Module]]:
+    """Register a builder ``fn(pretrained: bool) -> nn.Module`` for an embedded model."""
+
+    def deco(fn: Callable[[bool], nn.Module]) -> Callable[[bool], nn.Module]:
+        _EMBEDDED[name] = fn
+        return fn
+
+    return deco
+
+
+@register("efficientnet_lite0")
+def _efficientnet_lite0(pretrained: bool) -> nn.Module:
+    from featviz.models.efficientnet_lite import efficientnet_lite0
+
+    return efficientnet_lite0(pretrained=pretrained)
+
+
+def torchvision_names() -> list[str]:
+    """Names of torchvision's ImageNet classification models."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def available_models() -> list[str]:
+    return [*_EMBEDDED, *torchvision_names()]
+
+
+def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Load a state dict safely (``weights_only=True``), with errors that name the file."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise WeightsError(f"weights file {str(p)!r} does not exist; pass model.weights=imagenet|none|/path/to/file.pth")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt / pickled files
+        raise WeightsError(
+            f"weights file {str(p)!r} is corrupt or not a plain state dict ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); save it with torch.save(model.state_dict(), path)"
+        ) from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+        raise WeightsError(f"weights file {str(p)!r} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_weights_into(net: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """``load_state_dict`` with a message that says which architecture the file does not fit."""
+    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
+    try:
+        result = net.load_state_dict(state, strict=not ignore_prefixes)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise WeightsError(
+            f"weights {source!r} do not fit {type(net).__name__}: {first}; check model.name matches the file"
+        ) from exc
+    missing = [k for k in result.missing_keys if not k.startswith(ignore_prefixes)]
+    if missing:
+        raise WeightsError(f"weights {source!r} do not fit {type(net).__name__}: missing {missing[:3]}; check model.name")
+
+
+def _torchvision_cached_weights(name: str) -> Any:
+    """Return torchvision's DEFAULT weights enum for ``name`` if its file is in the hub cache."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    filename = weights.url.rsplit("/", 1)[-1]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not cached.is_file():
+        raise WeightsError(
+            f"ImageNet weights for {name!r} are not in the torch hub cache ({cached}); on a machine with "
+            f"internet run `python -c \"import torchvision; torchvision.models.get_model('{name}', weights='DEFAULT')\"` "
+            f"and copy {filename} there, or pass model.weights=/path/to/{filename} (or model.weights=none for random init)"
+        )
+    return weights
+
+
+def _build_torchvision(name: str, weights: str | None) -> nn.Module:
+    import torchvision
+
+    # GoogLeNet / Inception-v3 weights were trained on inputs transformed inside the model.
+    extra: dict[str, Any] = {}
+    if name in ("googlenet", "inception_v3"):
+        extra = {"aux_logits": False, "init_weights": False, "transform_input": weights not in (None, "none")}
+    if weights == "imagenet":
+        enum = _torchvision_cached_weights(name)
+        net = torchvision.models.get_model(name, weights=None, **extra)
+        state = torch.load(Path(torch.hub.get_dir()) / "checkpoints" / enum.url.rsplit("/", 1)[-1], map_location="cpu", weights_only=True)
+        load_weights_into(net, state, f"torchvision:{name}", ignore_prefixes=("aux",) if extra else ())
+        return net
+    torch.manual_seed(0)  # random init is reproducible even outside render()'s generator
+    net = torchvision.models.get_model(name, weights=None, **extra)
+    if weights not in (None, "none"):
+        load_weights_into(net, load_state_dict_file(weights), str(weights), ignore_prefixes=("aux",) if extra else ())
+    return net
+
+
+def build_model(
+    name: str = "efficientnet_lite0",
+    weights: str | None = "imagenet",
+    input_size: int | None = None,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    net: nn.Module | None = None,
+    device: str | torch.device = "cpu",
+) -> FeatureModel:
+    """Build a frozen :class:`FeatureModel`.
+
+    Args:
+        name: ``efficientnet_lite0`` (embedded), any torchvision classification model name,
+            or a label when ``net`` is given.
+        weights: ``imagenet`` (pretrained), ``none`` (random init) or a state-dict path.
+        input_size: the training resolution; defaults to 299 for inception_v3, else 224.
+        net: any ``nn.Module`` to wrap instead of looking ``name`` up (Hydra ``_target_``).
+    """
+    weights = None if weights in (None, "none", "None", "") else str(weights)
+    if net is None:
+        if name in _EMBEDDED:
+            net = _EMBEDDED[name](weights == "imagenet")
+            if weights not in (None, "imagenet"):
+                load_weights_into(net, load_state_dict_file(weights), weights)
+        elif name in torchvision_names():
+            net = _build_torchvision(name, weights)
+        else:
+            hint = ", ".join(closest(name, available_models())) or "efficientnet_lite0, googlenet, resnet50"
+            raise UnknownModelError(f"unknown model {name!r}; closest: {hint}")
+    elif weights not in (None, "imagenet"):
+        load_weights_into(net, load_state_dict_file(weights), weights)
+    size = input_size or (299 if name == "inception_v3" else 224)
+    fc = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    num_classes = fc[-1].out_features if fc else None
+    return FeatureModel(net, mean, std, size, name=name, num_classes=num_classes).to(device)

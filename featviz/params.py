@@ -1,0 +1,127 @@
+"""Image parameterizations: what the optimizer actually changes.
+
+A parameterization is an ``nn.Module`` whose ``forward()`` returns a batch of RGB images
+in [0, 1], shape ``[B, 3, H, W]``. Choosing it is choosing a preconditioner (article,
+"Preconditioning and Parameterization"): steepest descent on raw pixels amplifies high
+frequencies, while descent on a whitened Fourier spectrum with decorrelated colours
+spreads the step evenly over frequencies and colours.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from featviz.errors import ConfigError
+
+# Square root of the colour covariance of ImageNet, from its SVD (the constant Lucid uses).
+COLOR_CORRELATION_SVD_SQRT = torch.tensor(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float32
+)
+_COLOR_NORMALIZED = COLOR_CORRELATION_SVD_SQRT / COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max()
+
+ValueRange = Literal["sigmoid", "clamp"]
+
+
+def _check(size: int, batch: int) -> None:
+    if int(size) < 8:
+        raise ConfigError(f"param.size={size} is too small; use param.size >= 8 (128 is typical)")
+    if int(batch) < 1:
+        raise ConfigError(f"batch={batch} must be >= 1")
+
+
+class ImageParam(nn.Module):
+    """Shared tail of every parameterization: colour decorrelation and the [0, 1] squash."""
+
+    def __init__(self, size: int, batch: int, decorrelate: bool, value_range: ValueRange) -> None:
+        super().__init__()
+        _check(size, batch)
+        if value_range not in ("sigmoid", "clamp"):
+            raise ConfigError(f"param.value_range={value_range!r}; use 'sigmoid' or 'clamp'")
+        self.size = int(size)
+        self.batch = int(batch)
+        self.decorrelate = bool(decorrelate)
+        self.value_range = value_range
+        self.register_buffer("color", _COLOR_NORMALIZED.clone(), persistent=False)
+
+    def to_rgb(self, t: torch.Tensor) -> torch.Tensor:
+        """Map unconstrained ``[B, 3, H, W]`` values to valid RGB."""
+        if self.decorrelate:
+            t = torch.einsum("bchw,dc->bdhw", t, self.color)
+        if self.value_range == "sigmoid":
+            return torch.sigmoid(t)
+        return (t + 0.5).clamp(0.0, 1.0)
+
+
+class PixelImage(ImageParam):
+    """One free value per pixel and channel: the plain (L2) steepest-descent baseline."""
+
+    def __init__(
+        self,
+        size: int = 128,
+        batch: int = 1,
+        sd: float = 0.01,
+        decorrelate: bool = False,
+        value_range: ValueRange = "sigmoid",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(size, batch, decorrelate, value_range)
+        init = torch.randn(self.batch, 3, self.size, self.size, generator=generator) * sd
+        self.pixels = nn.Parameter(init)
+
+    def forward(self) -> torch.Tensor:
+        return self.to_rgb(self.pixels)
+
+
+def rfft2d_freqs(h: int, w: int) -> torch.Tensor:
+    """Frequency magnitude of each bin of a real 2-D FFT of an ``h x w`` image."""
+    fy = torch.fft.fftfreq(h)[:, None]
+    fx = torch.fft.rfftfreq(w)[None, :]
+    return torch.sqrt(fx * fx + fy * fy)
+
+
+class FFTImage(ImageParam):
+    """Images parameterized by their Fourier spectrum, scaled by ``1 / f**decay``.
+
+    With ``decay=1`` every frequency has about equal energy in natural images, so a step in
+    this space is a whitened (decorrelated) step in pixel space.
+    """
+
+    def __init__(
+        self,
+        size: int = 128,
+        batch: int = 1,
+        sd: float = 0.01,
+        decay: float = 1.0,
+        decorrelate: bool = True,
+        value_range: ValueRange = "sigmoid",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(size, batch, decorrelate, value_range)
+        if not math.isfinite(decay) or decay < 0:
+            raise ConfigError(f"param.decay={decay} must be a finite number >= 0 (1.0 is the 1/f spectrum)")
+        h = w = self.size
+        freqs = rfft2d_freqs(h, w)
+        scale = 1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay
+        self.register_buffer("scale", (scale * math.sqrt(h * w))[None, None], persistent=False)
+        init = torch.randn(2, self.batch, 3, *freqs.shape, generator=generator) * sd
+        self.spectrum = nn.Parameter(init)
+
+    def forward(self) -> torch.Tensor:
+        spec = torch.complex(self.spectrum[0], self.spectrum[1]) * self.scale
+        image = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho")
+        # /4 keeps the initial pre-squash values small, as in Lucid, so sigmoid starts near grey.
+        return self.to_rgb(image / 4.0)
+
+
+PARAMS: dict[str, type[ImageParam]] = {"pixel": PixelImage, "fft": FFTImage}
+
+
+def build_param(kind: str = "fft", generator: torch.Generator | None = None, **kwargs: object) -> ImageParam:
+    """Build a parameterization by name (``pixel`` or ``fft``) with its options."""
+    if kind not in PARAMS:
+        raise ConfigError(f"unknown param kind {kind!r}; use one of {sorted(PARAMS)}")
+    return PARAMS[kind](generator=generator, **kwargs)  # type: ignore[arg-type]

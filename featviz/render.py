@@ -1,0 +1,236 @@
+"""The render loop: optimize a parameterized image so an objective goes up.
+
+``render(model, objective, ...)`` is the whole library in one call and needs neither Hydra
+nor W&B. Everything that watches a run (files, progress bar, W&B, checkpoints) is a
+:class:`Callback`; the loop only knows that interface.
+
+Step ``k`` means "after k optimizer updates": step 0 is the initial image and the last
+recorded step is ``steps``. Metrics are turned into Python floats (a host-device sync on
+GPU) only at recorded steps, every ``log_every`` steps plus snapshot steps and the last.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from featviz.errors import ConfigError, NonFiniteLossError
+from featviz.models.feature_model import FeatureModel
+from featviz.objectives import Objective
+from featviz.params import FFTImage, ImageParam
+from featviz.regularizers import Regularizer
+from featviz.transforms import Compose, Transform
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu")
+    return dev
+
+
+@dataclass
+class StepRecord:
+    """What callbacks see at a recorded step."""
+
+    step: int
+    images: torch.Tensor  # detached, on the run's device, [B, 3, H, W] in [0, 1]
+    metrics: dict[str, float]  # objective, loss, each weighted regularizer term, lr
+    per_image: list[float]  # objective score of each batch element
+    snapshot: bool
+
+
+@dataclass
+class RenderResult:
+    images: torch.Tensor  # final images on CPU
+    history: list[dict[str, float]]
+    steps: int
+    wall_time: float
+    final: dict[str, float]
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.wall_time if self.wall_time > 0 else float("nan")
+
+
+@dataclass
+class RenderContext:
+    """Everything a callback may need to look at (or, for checkpoints, restore)."""
+
+    model: FeatureModel
+    objective: Objective
+    param: ImageParam
+    optimizer: torch.optim.Optimizer
+    transforms: Transform
+    generator: torch.Generator
+    steps: int
+    snapshots: frozenset[int]
+    device: torch.device
+    start_step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def evaluate(self, images: torch.Tensor) -> torch.Tensor:
+        """Objective score of ``images`` with no transform except the resize to model input."""
+        size = self.model.input_size
+        if images.shape[-1] != size:
+            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        return self.objective(self.model(images, self.objective.layers))
+
+
+class Callback:
+    """Hooks of the render loop; override what you need. Default methods do nothing."""
+
+    def on_start(self, ctx: RenderContext) -> None: ...
+
+    def on_step(self, ctx: RenderContext, record: StepRecord) -> None: ...
+
+    def on_after_update(self, ctx: RenderContext, step: int) -> None:
+        """After the optimizer update that leads to ``step`` (e.g. to edit the parameter)."""
+
+    def on_end(self, ctx: RenderContext, result: RenderResult) -> None: ...
+
+    def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None: ...
+
+
+def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=0.05)
+
+
+def check_lr(optimizer: torch.optim.Optimizer) -> None:
+    for group in optimizer.param_groups:
+        lr = group.get("lr")
+        if lr is None:
+            continue
+        lr = float(lr)
+        if not math.isfinite(lr) or lr < 0:
+            raise ConfigError(f"optimizer.lr={lr} must be a finite number >= 0 (0.05 is the default)")
+
+
+def render(
+    model: FeatureModel,
+    objective: Objective,
+    param: ImageParam | None = None,
+    transforms: Transform | Sequence[Transform] | None = None,
+    regularizers: Sequence[Regularizer] = (),
+    optimizer: OptimizerFactory | None = None,
+    steps: int = 512,
+    seed: int = 0,
+    snapshots: Iterable[int] = (),
+    log_every: int = 1,
+    callbacks: Sequence[Callback] = (),
+    device: str | torch.device = "auto",
+    generator: torch.Generator | None = None,
+) -> RenderResult:
+    """Optimize ``param``'s images to maximize ``objective`` on ``model``.
+
+    Args:
+        model: a :class:`FeatureModel` (see :func:`featviz.models.build_model`).
+        objective: what to maximize; its ``layers`` decide where the forward pass stops.
+        param: the image parameterization; default a 128 px decorrelated FFT image.
+        transforms: applied to the images before each forward pass (transformation
+            robustness); default: resize to the model's input size only.
+        regularizers: weighted penalties added to the loss.
+        optimizer: ``factory(params) -> torch.optim.Optimizer``; default Adam(lr=0.05).
+        steps: number of optimizer updates (>= 1).
+        seed: seeds the one generator used for init and every random transform.
+        snapshots: steps at which callbacks are told to save images.
+        log_every: record metrics every N steps (a GPU sync each time).
+        callbacks: watchers of the run; see :class:`Callback`.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        generator: use this generator instead of one seeded from ``seed`` (a param built
+            with the same generator then shares its random stream).
+    """
+    if int(steps) < 1:
+        raise ConfigError(f"steps={steps} must be >= 1")
+    if int(log_every) < 1:
+        raise ConfigError(f"log_every={log_every} must be >= 1")
+    steps = int(steps)
+    dev = resolve_device(device)
+    if generator is None:
+        generator = torch.Generator().manual_seed(int(seed))
+    if param is None:
+        param = FFTImage(128, generator=generator)
+    if transforms is None:
+        transforms = Compose([])
+    elif not isinstance(transforms, Transform):
+        transforms = Compose(list(transforms))
+    model = model.to(dev)
+    param = param.to(dev)
+    opt = (optimizer or _default_optimizer)(param.parameters())
+    check_lr(opt)
+
+    # Validate layer names and unit indices on the shapes the model will actually see.
+    with torch.no_grad():
+        probe = transforms(param(), torch.Generator().manual_seed(0))
+    model.check_layers(objective.layers)
+    shapes = model.layer_shapes(tuple(probe.shape[-2:]), sorted(objective.layers))
+    objective.validate(shapes, param.batch)
+
+    snaps = frozenset(int(s) for s in snapshots if 0 <= int(s) <= steps)
+    ctx = RenderContext(model, objective, param, opt, transforms, generator, steps, snaps, dev)
+    for cb in callbacks:
+        cb.on_start(ctx)
+
+    history: list[dict[str, float]] = []
+    record: StepRecord | None = None
+    step = ctx.start_step
+    t0 = time.perf_counter()
+    try:
+        while True:
+            images = param()
+            acts = model(transforms(images, generator), objective.layers)
+            per_image = objective(acts)
+            score = per_image.mean()
+            terms = {r.name: r.weight * r.penalty(images).mean() for r in regularizers}
+            loss = -score + sum(terms.values(), torch.zeros((), device=dev))
+            if step % log_every == 0 or step == steps or step in snaps:
+                metrics = {"objective": float(score.detach()), "loss": float(loss.detach())}
+                metrics.update({f"reg/{k}": float(v.detach()) for k, v in terms.items()})
+                metrics["lr"] = float(opt.param_groups[0].get("lr", float("nan")))
+                if not math.isfinite(metrics["loss"]):
+                    raise NonFiniteLossError(
+                        f"loss became {metrics['loss']} at step {step}; lower optimizer.lr or the regularizer weights "
+                        f"(snapshots so far are kept)"
+                    )
+                record = StepRecord(step, images.detach(), metrics, per_image.detach().tolist(), step in snaps)
+                history.append({"step": step, **metrics})
+                for cb in callbacks:
+                    cb.on_step(ctx, record)
+            if step >= steps:
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            for cb in callbacks:
+                cb.on_after_update(ctx, step)
+    except BaseException as exc:
+        for cb in callbacks:
+            cb.on_error(ctx, exc, step)
+        raise
+    wall = time.perf_counter() - t0
+    assert record is not None
+    objs = [h["objective"] for h in history]
+    final = {
+        "objective": record.metrics["objective"],
+        "objective_max": max(objs),
+        "loss": record.metrics["loss"],
+        "wall_time_s": wall,
+        "steps_per_s": (steps - ctx.start_step) / wall if wall > 0 else float("nan"),
+    }
+    result = RenderResult(record.images.cpu(), history, steps, wall, final)
+    for cb in callbacks:
+        cb.on_end(ctx, result)
+    return result

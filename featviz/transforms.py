@@ -1,0 +1,189 @@
+"""Stochastic transformations applied before each forward pass (transformation robustness).
+
+A transform is ``callable(images, generator) -> images``. Randomness comes only from the
+``torch.Generator`` the render loop passes in, so a seed fixes every draw.
+
+Scale and rotate are affine maps; :class:`Compose` multiplies consecutive affine maps into
+one matrix and resamples once, which is both faster and sharper than one resample each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from featviz.errors import ConfigError
+
+
+def _uniform(generator: torch.Generator | None, n: int, low: float, high: float) -> torch.Tensor:
+    return torch.rand(n, generator=generator) * (high - low) + low
+
+
+class Transform:
+    """Base class; subclasses implement ``__call__(images, generator)``."""
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class AffineTransform(Transform):
+    """A random 2x3 affine map per image, in normalized coordinates; fusable by Compose."""
+
+    def matrices(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return warp(images, self.matrices(images.shape[0], generator))
+
+
+def warp(images: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
+    """Resample ``images`` by per-image 3x3 affine ``mats`` (output coords -> input coords)."""
+    theta = mats[:, :2, :].to(device=images.device, dtype=images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+class Pad(Transform):
+    """Pad by ``pad`` pixels so later jitter/rotation does not expose only the border."""
+
+    def __init__(self, pad: int, mode: str = "reflect", value: float = 0.5) -> None:
+        if pad < 0:
+            raise ConfigError(f"transforms pad={pad} must be >= 0")
+        if mode not in ("constant", "reflect", "replicate"):
+            raise ConfigError(f"pad mode {mode!r}; use constant, reflect or replicate")
+        self.pad, self.mode, self.value = int(pad), mode, float(value)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.pad == 0:
+            return images
+        if self.mode == "constant":
+            return F.pad(images, [self.pad] * 4, mode="constant", value=self.value)
+        return F.pad(images, [self.pad] * 4, mode=self.mode)
+
+
+class Jitter(Transform):
+    """Random crop that shifts the image by up to ``pixels`` in x and y (Lucid's jitter).
+
+    Cropping needs no resampling, so jitter adds no blur; the image shrinks by ``pixels``.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        if pixels < 0:
+            raise ConfigError(f"jitter={pixels} must be >= 0 pixels")
+        self.pixels = int(pixels)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.pixels == 0:
+            return images
+        h, w = images.shape[-2:]
+        if self.pixels >= min(h, w):
+            raise ConfigError(f"jitter={self.pixels} is larger than the {h}x{w} image; lower it")
+        dx, dy = (int(v) for v in torch.randint(0, self.pixels + 1, (2,), generator=generator))
+        return images[..., dy : dy + h - self.pixels, dx : dx + w - self.pixels]
+
+
+class RandomScale(AffineTransform):
+    """Zoom by a factor drawn uniformly from ``[low, high]`` (1.1 = 10 % larger content)."""
+
+    def __init__(self, low: float, high: float) -> None:
+        if not (0 < low <= high):
+            raise ConfigError(f"scale range ({low}, {high}) must satisfy 0 < low <= high")
+        self.low, self.high = float(low), float(high)
+
+    def matrices(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        s = 1.0 / _uniform(generator, n, self.low, self.high)
+        m = torch.eye(3).repeat(n, 1, 1)
+        m[:, 0, 0] = s
+        m[:, 1, 1] = s
+        return m
+
+
+class RandomRotate(AffineTransform):
+    """Rotate by an angle drawn uniformly from ``[-degrees, degrees]``."""
+
+    def __init__(self, degrees: float) -> None:
+        if degrees < 0:
+            raise ConfigError(f"rotate={degrees} must be >= 0 degrees")
+        self.degrees = float(degrees)
+
+    def matrices(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        a = _uniform(generator, n, -self.degrees, self.degrees) * (math.pi / 180.0)
+        m = torch.eye(3).repeat(n, 1, 1)
+        m[:, 0, 0], m[:, 0, 1] = torch.cos(a), -torch.sin(a)
+        m[:, 1, 0], m[:, 1, 1] = torch.sin(a), torch.cos(a)
+        return m
+
+
+class Resize(Transform):
+    """Bilinear resize to ``size`` (the model's training resolution)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if images.shape[-1] == self.size and images.shape[-2] == self.size:
+            return images
+        return F.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False)
+
+
+class Compose(Transform):
+    """Apply transforms in order, fusing runs of affine transforms into one resample."""
+
+    def __init__(self, transforms: Sequence[Transform] = ()) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        pending: torch.Tensor | None = None
+        for t in self.transforms:
+            if isinstance(t, AffineTransform):
+                m = t.matrices(images.shape[0], generator)
+                # Later transforms act on the output of earlier ones: in sampling-grid terms the
+                # earlier map is applied last, hence the right-multiplication order.
+                pending = m if pending is None else pending @ m
+                continue
+            if pending is not None:
+                images, pending = warp(images, pending), None
+            images = t(images, generator)
+        if pending is not None:
+            images = warp(images, pending)
+        return images
+
+
+def build_transforms(
+    pad: int = 0,
+    pad_mode: str = "reflect",
+    jitter: int = 0,
+    scale: Sequence[float] | None = None,
+    rotate: float = 0.0,
+    jitter_after: int = 0,
+    resize: int | None = None,
+) -> Compose:
+    """The configurable stack: pad, jitter, scale, rotate, a second jitter, resize.
+
+    Any value at 0 / None leaves that stage out, so one sweep can switch each on alone.
+    The article's "standard" stack is ``pad=12, jitter=8, scale=(0.9, 1.1), rotate=10,
+    jitter_after=4``.
+    """
+    stages: list[Transform] = []
+    if pad:
+        stages.append(Pad(pad, mode=pad_mode))
+    if jitter:
+        stages.append(Jitter(jitter))
+    if scale is not None and tuple(scale) != (1.0, 1.0):
+        if len(scale) != 2:
+            raise ConfigError(f"transforms.scale={list(scale)} must be [low, high]")
+        stages.append(RandomScale(*scale))
+    if rotate:
+        stages.append(RandomRotate(rotate))
+    if jitter_after:
+        stages.append(Jitter(jitter_after))
+    if resize:
+        stages.append(Resize(resize))
+    return Compose(stages)
