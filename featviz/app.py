@@ -61,33 +61,46 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     writer = RunWriter(out_dir, config=container, extra={"overrides": overrides, "environment": environment()})
+    logger_cfg = container.get("logger") or {}
+    tracker = None
     try:
         parts = build_run(container)
+        if logger_cfg.get("kind", "none") != "none":
+            from featviz.tracking import build_logger
+
+            tracker = build_logger(logger_cfg, container, out_dir, overrides)
     except Exception as exc:
         writer.write_result("failed", {}, steps_done=0, error={"type": type(exc).__name__, "message": str(exc)})
         raise
     callbacks: list[Any] = [writer]
-    if cfg.get("progress", True):
+    if container.get("progress", True):
         callbacks.append(ProgressBar())
-    logger_cfg = container.get("logger") or {}
-    if logger_cfg.get("kind", "none") != "none":
-        from featviz.tracking import build_logger
-
-        callbacks.append(build_logger(logger_cfg, container, out_dir, overrides))
-    result = render(
-        parts.model,
-        parts.objective,
-        param=parts.param,
-        transforms=parts.transforms,
-        regularizers=parts.regularizers,
-        optimizer=parts.optimizer,
-        steps=int(container["steps"]),
-        snapshots=container.get("snapshots") or (),
-        log_every=int(container.get("log_every", 1)),
-        callbacks=callbacks,
-        device=parts.device,
-        generator=parts.generator,
-    )
+    if tracker is not None:
+        callbacks.append(tracker)
+    try:
+        result = render(
+            parts.model,
+            parts.objective,
+            param=parts.param,
+            transforms=parts.transforms,
+            regularizers=parts.regularizers,
+            optimizer=parts.optimizer,
+            steps=int(container["steps"]),
+            snapshots=container.get("snapshots") or (),
+            log_every=int(container.get("log_every", 1)),
+            callbacks=callbacks,
+            device=parts.device,
+            generator=parts.generator,
+        )
+    except BaseException as exc:
+        # The loop's on_error covers failures inside it; this also covers those around it
+        # (validation before the loop, another callback's on_start or on_end), so result.json
+        # always says what happened and the next job never logs into this run.
+        if not writer.reported:
+            writer.write_result("failed", {}, steps_done=0, error={"type": type(exc).__name__, "message": str(exc)})
+        if tracker is not None:
+            tracker.close(exit_code=1)
+        raise
     log.info("final objective %.4g, %.2f steps/s; images in %s", result.final["objective"], result.steps_per_s, out_dir)
     return result.final
 

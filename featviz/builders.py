@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from featviz.diversity import BATCH_TERM_KEYS, with_batch_terms
 from featviz.errors import ConfigError
 from featviz.models import FeatureModel, build_model
 from featviz.objectives import Objective, build_objective
 from featviz.params import ImageParam, build_param
 from featviz.regularizers import Regularizer, build_regularizers
-from featviz.render import resolve_device
+from featviz.render import Callback, resolve_device
 from featviz.transforms import Compose, build_transforms
 
 
@@ -35,6 +36,9 @@ class RunParts:
     optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
     generator: torch.Generator
     device: torch.device
+    # Callbacks the config asks for (e.g. the diversity metric of batch runs); the app puts
+    # them before its RunWriter so what they add to result.final is recorded.
+    callbacks: list[Callback] = field(default_factory=list)
 
 
 def _int(cfg: Mapping[str, Any], key: str) -> int:
@@ -100,6 +104,9 @@ def build_run(cfg: Mapping[str, Any]) -> RunParts:
     resize = model.input_size if tcfg.pop("resize", True) else None
     scale = tcfg.pop("scale", None)
     transforms = build_transforms(scale=list(scale) if scale is not None else None, resize=resize, **tcfg)
-    regularizers = build_regularizers(**dict(cfg.get("regularizer") or {}))
+    rcfg = dict(cfg.get("regularizer") or {})
+    batch_cfg = {k: rcfg.pop(k) for k in BATCH_TERM_KEYS if k in rcfg}
+    objective, callbacks = with_batch_terms(objective, model, batch, **batch_cfg)
+    regularizers = build_regularizers(**rcfg)
     optimizer = optimizer_from_config(dict(cfg["optimizer"]))
-    return RunParts(model, objective, param, transforms, regularizers, optimizer, generator, device)
+    return RunParts(model, objective, param, transforms, regularizers, optimizer, generator, device, callbacks)

@@ -259,6 +259,17 @@ def _apply_modifiers(obj: Objective, negate: bool, batch: int | None, weight: fl
     return obj
 
 
+def _from_directions(name: str) -> Callable[..., Objective]:
+    """A constructor of :mod:`featviz.directions`, looked up at call time (it imports this module)."""
+
+    def build(**kwargs: object) -> Objective:
+        from featviz import directions
+
+        return getattr(directions, name)(**kwargs)
+
+    return build
+
+
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "neuron": lambda layer, unit, x=None, y=None, **_: Neuron(layer, unit, x, y),
     "channel": lambda layer, unit, **_: Channel(layer, unit),
@@ -266,6 +277,9 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "deepdream": lambda layer, **_: DeepDream(layer),
     "class_logit": lambda unit, **_: ClassLogit(unit),
     "class_prob": lambda unit, **_: ClassProb(unit),
+    "direction": _from_directions("direction_from_config"),
+    "random_direction": _from_directions("random_direction_from_config"),
+    "interpolate": _from_directions("interpolate_from_config"),
 }
 
 

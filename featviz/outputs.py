@@ -34,6 +34,7 @@ class RunWriter(Callback):
         self.extra = dict(extra or {})
         self._metrics: IO[str] | None = None
         self.last_step = -1
+        self.reported = False  # result.json written for this run
 
     def on_start(self, ctx: RenderContext) -> None:
         (self.out_dir / "snapshots").mkdir(parents=True, exist_ok=True)
@@ -76,6 +77,7 @@ class RunWriter(Callback):
         if error:
             result["error"] = dict(error)
         save_json(result, self.out_dir / "result.json")
+        self.reported = True
 
     def _close(self) -> None:
         if self._metrics is not None:

@@ -168,7 +168,10 @@ def render(
         transforms = Compose(list(transforms))
     model = model.to(dev)
     param = param.to(dev)
-    opt = (optimizer or _default_optimizer)(param.parameters())
+    try:
+        opt = (optimizer or _default_optimizer)(param.parameters())
+    except ValueError as exc:  # torch.optim validates its own arguments
+        raise ConfigError(f"the optimizer rejected its settings ({exc}); check optimizer.lr and the other optimizer.* values") from exc
     check_lr(opt)
 
     # Validate layer names and unit indices on the shapes the model will actually see.

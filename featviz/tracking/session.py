@@ -1,0 +1,100 @@
+"""Starting W&B runs the same way for render jobs and for the end-of-sweep table.
+
+Both need the same promises: offline by default so nothing needs a server or network,
+quiet so a sweep's terminal is not flooded, run files inside the folder the run belongs
+to, and a ``group`` that every job of one Hydra sweep derives identically, so the W&B
+dashboard shows the sweep as one family of runs.
+
+wandb is imported inside functions: Hydra instantiates the sweep callback on every start,
+and ``logger=none`` runs should not pay wandb's import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featviz.errors import ConfigError
+
+if TYPE_CHECKING:
+    from wandb.sdk.wandb_run import Run
+
+MODES = ("offline", "online", "disabled")
+GROUP_MAX = 128  # W&B's limit on group names
+DEFAULT_PROJECT = "featviz"
+
+
+def check_mode(logger_cfg: Mapping[str, Any]) -> str:
+    """The validated ``logger.mode``; offline unless the user asked otherwise."""
+    mode = str(logger_cfg.get("mode") or "offline")
+    if mode not in MODES:
+        raise ConfigError(f"logger.mode={mode!r} is not a W&B mode; use one of {list(MODES)} (offline needs no server)")
+    return mode
+
+
+def sweep_group(sweep_dir: str | Path) -> str:
+    """The W&B group of a sweep: its output folder, which every job of the sweep shares.
+
+    The folder is unique per sweep (Hydra stamps it with the start time) and it is what a
+    user finds on disk, so the dashboard and the file tree name the sweep the same way.
+    Long paths keep their tail, the part that tells sweeps apart.
+    """
+    text = str(sweep_dir).rstrip("/") or "/"
+    return text[-GROUP_MAX:]
+
+
+def run_tags(config: Mapping[str, Any], logger_cfg: Mapping[str, Any]) -> list[str]:
+    """Top-level ``tags`` plus ``logger.tags``, deduplicated, in order."""
+    tags: list[str] = []
+    for tag in [*(config.get("tags") or []), *(logger_cfg.get("tags") or [])]:
+        if str(tag) not in tags:
+            tags.append(str(tag))
+    return tags
+
+
+def start_run(
+    logger_cfg: Mapping[str, Any],
+    *,
+    run_dir: Path,
+    name: str | None,
+    group: str | None,
+    job_type: str,
+    config: Mapping[str, Any],
+    tags: Sequence[str],
+) -> Run:
+    """``wandb.init`` with featviz's settings; W&B's files land in ``run_dir/wandb/``.
+
+    ``reinit="create_new"`` because featviz always logs through the returned run object:
+    a job must never be handed the previous job's run (W&B's default for scripts), even
+    if that run was somehow left open.
+    """
+    import wandb
+
+    mode = check_mode(logger_cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = wandb.Settings(
+        silent=True,  # featviz prints its own one-line notice instead
+        console="off",  # keep the terminal and tqdm untouched; metrics are logged explicitly
+        reinit="create_new",
+    )
+    return wandb.init(
+        project=str(logger_cfg.get("project") or DEFAULT_PROJECT),
+        entity=logger_cfg.get("entity") or None,
+        mode=mode,
+        dir=str(run_dir),
+        name=name,
+        group=group,
+        job_type=job_type,
+        config=dict(config),
+        tags=list(tags),
+        settings=settings,
+    )
+
+
+def sync_hint(run: Run) -> str:
+    """Where the run's files are and how to upload them (offline runs only need the second part)."""
+    run_path = Path(run.settings.sync_dir)
+    if run.settings.mode == "offline":
+        return f"W&B offline run saved in {run_path}; upload it later with `wandb sync {run_path}`"
+    return f"W&B run {run.name!r} logging to {run.url or run_path}"

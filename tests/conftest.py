@@ -1,0 +1,31 @@
+"""Shared fixtures: the embedded model is loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Tests are CPU-only and deterministic regardless of the machine they run on.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    from featviz.models import build_model
+
+    return build_model("efficientnet_lite0", device="cpu")
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m featviz ARGS`` in a subprocess and capture its output."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "featviz", *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
