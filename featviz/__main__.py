@@ -1,4 +1,4 @@
-"""``python -m featviz [overrides]`` renders; ``featviz layers ...`` and ``featviz report ...`` are subcommands."""
+"""``python -m featviz [overrides]`` renders; ``layers``, ``report``, ``checkerboard``, ``directions`` and ``dataset-examples`` are subcommands."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ def main() -> None:
         from featviz.report import main as report_main
 
         sys.exit(report_main(argv[1:]))
+    if argv and argv[0] in ("checkerboard", "directions"):
+        from featviz.diagnostics import main as diagnostics_main
+
+        sys.exit(diagnostics_main(argv))
+    if argv and argv[0] == "dataset-examples":
+        from featviz.dataset_examples import main as dataset_examples_main
+
+        sys.exit(dataset_examples_main(argv[1:]))
     from featviz.app import main as app_main
 
     app_main()

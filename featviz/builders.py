@@ -19,6 +19,7 @@ from featviz.errors import ConfigError
 from featviz.models import FeatureModel, build_model
 from featviz.objectives import Objective, build_objective
 from featviz.params import ImageParam, build_param
+from featviz.preconditioning import GRADIENT_KEYS, PARAM_BLUR_KEYS, build_preconditioners
 from featviz.regularizers import Regularizer, build_regularizers
 from featviz.render import Callback, resolve_device
 from featviz.transforms import Compose, build_transforms
@@ -99,6 +100,7 @@ def build_run(cfg: Mapping[str, Any]) -> RunParts:
     model = model_from_config(cfg["model"], device)
     objective = build_objective(**dict(cfg["objective"]))
     pcfg = dict(cfg["param"])
+    grad_cfg = {k: pcfg.pop(k) for k in GRADIENT_KEYS if k in pcfg}
     param = build_param(pcfg.pop("kind"), generator=generator, batch=batch, **pcfg)
     tcfg = dict(cfg["transforms"])
     resize = model.input_size if tcfg.pop("resize", True) else None
@@ -107,6 +109,8 @@ def build_run(cfg: Mapping[str, Any]) -> RunParts:
     rcfg = dict(cfg.get("regularizer") or {})
     batch_cfg = {k: rcfg.pop(k) for k in BATCH_TERM_KEYS if k in rcfg}
     objective, callbacks = with_batch_terms(objective, model, batch, **batch_cfg)
+    blur_cfg = {k: rcfg.pop(k) for k in PARAM_BLUR_KEYS if k in rcfg}
+    callbacks = [*build_preconditioners(param, **grad_cfg, **blur_cfg), *callbacks]
     regularizers = build_regularizers(**rcfg)
     optimizer = optimizer_from_config(dict(cfg["optimizer"]))
     return RunParts(model, objective, param, transforms, regularizers, optimizer, generator, device, callbacks)

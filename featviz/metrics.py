@@ -282,8 +282,8 @@ def view_metrics(
         if has_class:
             scores.update(class_scores(acts[LOGITS], targets))
         for k, v in scores.items():
-            totals[k] = totals.get(k, 0.0) + v / n_views
-    return {f"robust/{k}": v for k, v in totals.items()}
+            totals[k] = totals.get(k, 0.0) + v
+    return {f"robust/{k}": v / n_views for k, v in totals.items()}
 
 
 # --- everything about one final image --------------------------------------------------
@@ -387,7 +387,12 @@ def build_metrics_callback(cfg: Mapping[str, Any], device: str | torch.device = 
         try:
             eval_model = build_model(str(name), weights=cfg.get("eval_weights", "imagenet"), device=device)
         except WeightsError as exc:
-            log.warning("metrics: no transfer/* scores, eval model unavailable: %s", exc)
+            log.warning(
+                "metrics.eval_model=%s is unavailable, so transfer/* is left out (robust/* remains): %s "
+                "[for the eval model, the weights path goes in metrics.eval_weights; metrics.eval_model=null skips it]",
+                name,
+                exc,
+            )
     views = UnseenViews(
         crop=tuple(cfg.get("view_crop", (0.7, 0.9))),  # type: ignore[arg-type]
         flip=bool(cfg.get("view_flip", True)),

@@ -11,18 +11,71 @@ Layout (the names users script against)::
 
 ``metrics.jsonl`` is flushed every line and snapshots are written when they happen, so a
 crash keeps everything up to it; ``result.json`` then says ``status: failed`` and why.
+Every file lands inside ``out_dir`` (:func:`inside`), and a failed write (disk full,
+read-only folder) is one :class:`OutputError` naming the file, never a half-written file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from featviz.images import save_json, save_png
+from featviz.checkpoint import Preempted
+from featviz.errors import FeatvizError
+from featviz.images import atomic_write_bytes, save_json, save_png
 from featviz.render import Callback, RenderContext, RenderResult, StepRecord
+
+log = logging.getLogger("featviz")
+
+
+class OutputError(FeatvizError):
+    """A run file could not be written (disk full, read-only or vanished folder) or would leave the run folder."""
+
+
+@contextmanager
+def _writing(out_dir: Path) -> Iterator[None]:
+    """Turn an OS error while writing run files into one :class:`OutputError` that says what to do."""
+    try:
+        yield
+    except OSError as exc:
+        target = exc.filename or out_dir
+        raise OutputError(
+            f"cannot write {target}: {exc.strerror or exc}; free disk space or choose a writable output folder "
+            f"(hydra.run.dir); the files already there are complete"
+        ) from exc
+
+
+def inside(root: str | Path, *parts: str) -> Path:
+    """``root/parts...``, refused if it resolves outside ``root``.
+
+    File names built from config values go through here, so a value such as ``../../x`` or
+    a symlink planted in the run folder cannot make a run write somewhere else.
+    """
+    base = Path(root).resolve()
+    path = base.joinpath(*parts).resolve()
+    if not path.is_relative_to(base):
+        raise OutputError(f"refusing to write {path}: it is outside the run folder {base}; use a plain file name")
+    return path
+
+
+def _keep_steps_before(path: Path, step: int) -> None:
+    """Drop the lines of ``metrics.jsonl`` at or after ``step`` (a resumed loop records them again)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] < step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+    data = "".join(kept).encode()
+    atomic_write_bytes(path, lambda f: f.write(data))
 
 
 class RunWriter(Callback):
@@ -37,46 +90,65 @@ class RunWriter(Callback):
         self.reported = False  # result.json written for this run
 
     def on_start(self, ctx: RenderContext) -> None:
-        (self.out_dir / "snapshots").mkdir(parents=True, exist_ok=True)
-        mode = "a" if ctx.start_step > 0 else "w"
-        self._metrics = open(self.out_dir / "metrics.jsonl", mode, encoding="utf-8")
+        with _writing(self.out_dir):
+            inside(self.out_dir, "snapshots").mkdir(parents=True, exist_ok=True)
+            path = inside(self.out_dir, "metrics.jsonl")
+            if ctx.start_step > 0:
+                _keep_steps_before(path, ctx.start_step)
+            self._metrics = open(path, "a" if ctx.start_step > 0 else "w", encoding="utf-8")
 
     def on_step(self, ctx: RenderContext, record: StepRecord) -> None:
         assert self._metrics is not None
         line = {"step": record.step, **record.metrics}
         if len(record.per_image) > 1:
             line["per_image"] = record.per_image
-        self._metrics.write(json.dumps(line) + "\n")
-        self._metrics.flush()
-        self.last_step = record.step
-        if record.snapshot:
-            self.save_snapshot(record)
+        with _writing(self.out_dir):
+            self._metrics.write(json.dumps(line) + "\n")
+            self._metrics.flush()
+            self.last_step = record.step
+            if record.snapshot:
+                self.save_snapshot(record)
 
     def save_snapshot(self, record: StepRecord) -> None:
-        snap = self.out_dir / "snapshots"
-        save_png(record.images, snap / f"step_{record.step}.png")
+        save_png(record.images, inside(self.out_dir, "snapshots", f"step_{record.step}.png"))
         if record.images.shape[0] > 1:
             for i, img in enumerate(record.images):
-                save_png(img, snap / f"step_{record.step}" / f"{i}.png")
+                save_png(img, inside(self.out_dir, "snapshots", f"step_{record.step}", f"{i}.png"))
 
     def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
         self._close()
-        for i, img in enumerate(result.images):
-            save_png(img, self.out_dir / f"final_{i}.png")
-        save_png(result.images, self.out_dir / "final.png")
-        self.write_result("completed", result.final, steps_done=result.steps)
+        with _writing(self.out_dir):
+            for i, img in enumerate(result.images):
+                save_png(img, inside(self.out_dir, f"final_{i}.png"))
+            save_png(result.images, inside(self.out_dir, "final.png"))
+            self.write_result("completed", result.final, steps_done=result.steps)
 
     def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
         self._close()
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        self.fail(error, steps_done=step)
+
+    def fail(self, error: BaseException, steps_done: int) -> None:
+        """Record why the run stopped; if even that cannot be written, say so and carry on.
+
+        Called while an exception is on its way up: raising here would hide it.
+        """
+        if isinstance(error, Preempted):
+            status = "preempted"
+        elif isinstance(error, KeyboardInterrupt):
+            status = "interrupted"
+        else:
+            status = "failed"
         err = {"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc(limit=8)}
-        self.write_result(status, {}, steps_done=step, error=err)
+        try:
+            self.write_result(status, {}, steps_done=steps_done, error=err)
+        except OSError as exc:
+            log.warning("could not record the %s run in %s: %s", status, self.out_dir / "result.json", exc.strerror or exc)
 
     def write_result(self, status: str, final: Mapping[str, Any], steps_done: int, error: Mapping[str, Any] | None = None) -> None:
         result: dict[str, Any] = {"status": status, "steps_done": steps_done, "final": dict(final), **self.extra, "config": self.config}
         if error:
             result["error"] = dict(error)
-        save_json(result, self.out_dir / "result.json")
+        save_json(result, inside(self.out_dir, "result.json"))
         self.reported = True
 
     def _close(self) -> None:

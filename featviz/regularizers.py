@@ -3,7 +3,9 @@
 Each regularizer has a ``weight`` (0 = off, so one sweep spans "off" to "strong") and
 ``penalty(images) -> [B]`` which the render loop adds, times the weight, to the loss.
 They are the "frequency penalization" family of the article; transformation robustness
-lives in :mod:`featviz.transforms`, preconditioning in :mod:`featviz.params`.
+lives in :mod:`featviz.transforms`, preconditioning in :mod:`featviz.params` and
+:mod:`featviz.preconditioning` (which also holds the blur that edits the image parameter
+every N steps, since that acts on the optimizer's state, not on the loss).
 """
 
 from __future__ import annotations
@@ -70,37 +72,108 @@ def gaussian_kernel1d(sigma: float) -> torch.Tensor:
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflected borders."""
+    """Separable Gaussian blur with reflected borders (replicated when the kernel outgrows the image)."""
     k = gaussian_kernel1d(sigma).to(images)
     r = k.numel() // 2
     c = images.shape[1]
-    x = F.pad(images, [r, r, r, r], mode="reflect")
+    x = F.pad(images, [r, r, r, r], mode="reflect" if r < min(images.shape[-2:]) else "replicate")
     x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-class Blur(Regularizer):
-    """Pull the image towards its own blurred copy each step (Nguyen et al. 2015).
+class FilterPull(Regularizer):
+    """Pull the image towards a filtered copy of itself, one small step per update.
 
-    The penalty ``0.5 * ||x - stopgrad(blur(x))||^2`` has gradient ``x - blur(x)``, so one
-    optimizer step moves the image towards its blurred version, which is "blur every step"
-    expressed as a loss that works with any parameterization.
+    The penalty ``0.5 * ||x - stopgrad(filter(x))||^2`` (per pixel, summed over colours)
+    has gradient ``x - filter(x)``, so each optimizer step moves the image towards its
+    filtered version: "filter every step" expressed as a loss, which works with any
+    parameterization. Subclasses say which filter.
     """
+
+    def filtered(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def penalty(self, images: torch.Tensor) -> torch.Tensor:
+        target = self.filtered(images.detach())
+        return 0.5 * ((images - target) ** 2).flatten(1).sum(1) / images[0, 0].numel()
+
+
+class Blur(FilterPull):
+    """Pull the image towards its Gaussian-blurred copy (Nguyen et al. 2015)."""
 
     name = "blur"
 
     def __init__(self, weight: float, sigma: float = 1.0) -> None:
         super().__init__(weight)
-        if sigma <= 0:
+        if not math.isfinite(sigma) or sigma <= 0:
             raise ConfigError(f"regularizer.blur_sigma={sigma} must be > 0")
         self.sigma = float(sigma)
 
-    def penalty(self, images: torch.Tensor) -> torch.Tensor:
-        target = gaussian_blur(images.detach(), self.sigma)
-        return 0.5 * ((images - target) ** 2).flatten(1).sum(1) / images[0, 0].numel()
+    def filtered(self, images: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(images, self.sigma)
 
 
-def build_regularizers(l1: float = 0.0, l1_center: float = 0.5, tv: float = 0.0, blur: float = 0.0, blur_sigma: float = 1.0) -> list[Regularizer]:
+def bilateral_filter(images: torch.Tensor, sigma: float, range_sigma: float) -> torch.Tensor:
+    """Edge-preserving blur: neighbours are weighted by distance *and* colour similarity.
+
+    Each pixel becomes the mean of its ``(2r+1)^2`` window (``r = ceil(2 * sigma)``)
+    weighted by ``exp(-d^2 / 2 sigma^2) * exp(-|c - c0|^2 / 2 range_sigma^2)``, where
+    ``|c - c0|`` is the RGB distance to the centre pixel. Across an edge the colour term is
+    near zero, so edges stay sharp while flat regions are smoothed (Tyka 2016 used this to
+    keep edges that a Gaussian blur would wash out).
+    """
+    b, c, h, w = images.shape
+    r = max(1, int(math.ceil(2 * sigma)))
+    offsets = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
+    dist2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    spatial = torch.exp(-0.5 * dist2 / sigma**2).flatten()  # [K]
+    k = spatial.numel()
+    # Reflect padding needs r < side; replicate works for any side and only affects borders.
+    mode = "reflect" if r < min(h, w) else "replicate"
+    windows = F.unfold(F.pad(images, [r, r, r, r], mode=mode), kernel_size=2 * r + 1).view(b, c, k, h, w)
+    colour2 = ((windows - images[:, :, None]) ** 2).sum(1, keepdim=True)  # [B, 1, K, H, W]
+    weights = spatial.view(1, 1, k, 1, 1) * torch.exp(-0.5 * colour2 / range_sigma**2)
+    return (weights * windows).sum(2) / weights.sum(2)
+
+
+class Bilateral(FilterPull):
+    """Pull the image towards its bilateral-filtered copy: like :class:`Blur`, but edges survive.
+
+    ``sigma`` is the spatial scale in pixels, ``range_sigma`` the colour difference (on the
+    [0, 1] scale) beyond which neighbours stop counting; as ``range_sigma`` grows the filter
+    becomes a Gaussian blur.
+    """
+
+    name = "bilateral"
+
+    def __init__(self, weight: float, sigma: float = 1.0, range_sigma: float = 0.1) -> None:
+        super().__init__(weight)
+        if not math.isfinite(sigma) or sigma <= 0:
+            raise ConfigError(f"regularizer.bilateral_sigma={sigma} must be > 0 pixels (1.0 is typical)")
+        if not math.isfinite(range_sigma) or range_sigma <= 0:
+            raise ConfigError(f"regularizer.bilateral_range={range_sigma} must be > 0 (0.1 of the [0, 1] colour scale is typical)")
+        self.sigma = float(sigma)
+        self.range_sigma = float(range_sigma)
+
+    def filtered(self, images: torch.Tensor) -> torch.Tensor:
+        return bilateral_filter(images, self.sigma, self.range_sigma)
+
+
+def build_regularizers(
+    l1: float = 0.0,
+    l1_center: float = 0.5,
+    tv: float = 0.0,
+    blur: float = 0.0,
+    blur_sigma: float = 1.0,
+    bilateral: float = 0.0,
+    bilateral_sigma: float = 1.0,
+    bilateral_range: float = 0.1,
+) -> list[Regularizer]:
     """The active regularizers (weights of 0 are left out)."""
-    regs: list[Regularizer] = [L1(l1, l1_center), TotalVariation(tv), Blur(blur, blur_sigma)]
+    regs: list[Regularizer] = [
+        L1(l1, l1_center),
+        TotalVariation(tv),
+        Blur(blur, blur_sigma),
+        Bilateral(bilateral, bilateral_sigma, bilateral_range),
+    ]
     return [r for r in regs if r.weight > 0]

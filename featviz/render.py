@@ -12,8 +12,9 @@ GPU) only at recorded steps, every ``log_every`` steps plus snapshot steps and t
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,7 @@ class RenderContext:
     device: torch.device
     start_step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)  # recorded metrics so far (a checkpoint saves them)
 
     @torch.no_grad()
     def evaluate(self, images: torch.Tensor) -> torch.Tensor:
@@ -102,6 +104,14 @@ class Callback:
     def on_end(self, ctx: RenderContext, result: RenderResult) -> None: ...
 
     def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None: ...
+
+
+def _snapshot_step(value: Any) -> int:
+    """A snapshot entry as a step number; anything else (a name, a path) is refused."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"snapshots entry {value!r} is not a step number; use e.g. snapshots=[0,64,256]") from None
 
 
 def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -132,6 +142,7 @@ def render(
     callbacks: Sequence[Callback] = (),
     device: str | torch.device = "auto",
     generator: torch.Generator | None = None,
+    resume_from: str | os.PathLike[str] | Mapping[str, Any] | None = None,
 ) -> RenderResult:
     """Optimize ``param``'s images to maximize ``objective`` on ``model``.
 
@@ -151,6 +162,8 @@ def render(
         device: ``auto``, ``cpu`` or ``cuda``.
         generator: use this generator instead of one seeded from ``seed`` (a param built
             with the same generator then shares its random stream).
+        resume_from: a checkpoint (path or loaded state, see :mod:`featviz.checkpoint`) to
+            continue from: parameter, optimizer, generator, step and metrics are restored.
     """
     if int(steps) < 1:
         raise ConfigError(f"steps={steps} must be >= 1")
@@ -181,12 +194,18 @@ def render(
     shapes = model.layer_shapes(tuple(probe.shape[-2:]), sorted(objective.layers))
     objective.validate(shapes, param.batch)
 
-    snaps = frozenset(int(s) for s in snapshots if 0 <= int(s) <= steps)
+    snaps = frozenset(s for s in map(_snapshot_step, snapshots) if 0 <= s <= steps)
     ctx = RenderContext(model, objective, param, opt, transforms, generator, steps, snaps, dev)
+    if resume_from is not None:
+        from featviz.checkpoint import restore  # imported here: checkpoint builds on this module
+
+        ctx.start_step, ctx.history = restore(resume_from, param, opt, generator)
+        if ctx.start_step > steps:
+            raise ConfigError(f"the checkpoint is at step {ctx.start_step}, past steps={steps}; resume with the steps it was made with")
     for cb in callbacks:
         cb.on_start(ctx)
 
-    history: list[dict[str, float]] = []
+    history = ctx.history
     record: StepRecord | None = None
     step = ctx.start_step
     t0 = time.perf_counter()

@@ -62,8 +62,13 @@ def start_run(
     job_type: str,
     config: Mapping[str, Any],
     tags: Sequence[str],
+    run_id: str | None = None,
 ) -> Run:
     """``wandb.init`` with featviz's settings; W&B's files land in ``run_dir/wandb/``.
+
+    ``run_id`` continues that W&B run (a resumed render) instead of starting a new one.
+
+    Offline mode sends nothing anywhere: the run is written to disk only.
 
     ``reinit="create_new"`` because featviz always logs through the returned run object:
     a job must never be handed the previous job's run (W&B's default for scripts), even
@@ -73,6 +78,9 @@ def start_run(
 
     mode = check_mode(logger_cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The process-wide settings decide wandb's own usage telemetry, which otherwise
+    # contacts the W&B server even when the run itself is offline (seen with wandb 0.31).
+    wandb.setup(settings=wandb.Settings(mode=mode, silent=True))
     settings = wandb.Settings(
         silent=True,  # featviz prints its own one-line notice instead
         console="off",  # keep the terminal and tqdm untouched; metrics are logged explicitly
@@ -89,6 +97,8 @@ def start_run(
         config=dict(config),
         tags=list(tags),
         settings=settings,
+        id=run_id,
+        resume="allow" if run_id else None,
     )
 
 

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from featviz.checkpoint import Preempted
 from featviz.errors import ConfigError
-from featviz.images import to_uint8
+from featviz.images import atomic_write_bytes, to_uint8
 from featviz.render import Callback, RenderContext, RenderResult, StepRecord
 from featviz.tracking.session import check_mode, run_tags, start_run, sync_hint
 
@@ -38,6 +39,9 @@ T = TypeVar("T")
 
 STEP = "opt/step"
 FAILED_EXIT_CODE = 1
+# A rerun of the same folder (a resumed render) continues the W&B run whose id is kept here,
+# instead of starting a duplicate.
+RUN_ID_FILE = "wandb_run_id.txt"
 
 
 def override_key(override: str) -> str:
@@ -132,6 +136,8 @@ class WandbLogger(Callback):
 
     # --- callback hooks ---------------------------------------------------------------
     def on_start(self, ctx: RenderContext) -> None:
+        id_file = self.out_dir / RUN_ID_FILE
+        run_id = (id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else "") or None
         self.run = self._guard(
             "init",
             start_run,
@@ -142,9 +148,13 @@ class WandbLogger(Callback):
             job_type=self.job_type,
             config=self.run_config,
             tags=self.tags,
+            run_id=run_id,
         )
         if self.run is None:
             return
+        if run_id is None:
+            new_id = self.run.id.encode()
+            self._guard("saving the run id", atomic_write_bytes, id_file, lambda f: f.write(new_id))
         self._guard("define_metric", self._define_metrics, self.run)
         if self.run is not None:
             log.info(sync_hint(self.run))
@@ -198,6 +208,6 @@ class WandbLogger(Callback):
     def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
         if self.run is None:
             return
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        status = "preempted" if isinstance(error, Preempted) else "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         self._guard("summary", self.run.summary.update, {"status": status, "steps_done": step, "error": f"{type(error).__name__}: {error}"})
         self.close(FAILED_EXIT_CODE)

@@ -1,0 +1,259 @@
+"""Checkpoints of the render loop: survive preemption and resume to the same bytes.
+
+A render on a shared machine can be stopped at any moment: Slurm preempts a job or runs
+out its time (sending a signal first), someone types ``kill``, the OOM killer strikes.
+:class:`Checkpointer` writes the loop's whole state to ``checkpoint.pt`` in the run folder
+
+* every ``every`` steps, so a hard kill (SIGKILL, power loss) loses at most that many;
+* at the first step boundary after SIGTERM, SIGUSR1 or SIGUSR2 (submitit's preemption
+  signal), so a polite stop loses nothing. The handler itself only sets a flag: saving
+  inside a signal handler could catch the loop half-way through an optimizer update.
+
+After saving on a signal it defers to whoever handled that signal before the render:
+under submitit that handler requeues the job (the requeued job finds the checkpoint) or
+deliberately ignores the signal (submitit ignores SIGTERM); with no Python handler the
+render stops with :class:`Preempted`, which the app reports as "preempted, rerun to resume".
+
+:func:`restore` (``render(..., resume_from=...)``) puts back the parameter, the optimizer's
+moments, the generator that drives every random transform, the step and the metrics so far.
+The resumed loop then computes exactly the numbers the uninterrupted one would have: on CPU
+its final image is byte-identical. State is saved as plain tensors and containers and loaded
+with ``weights_only=True``, so opening a checkpoint cannot execute code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+
+from featviz.errors import ConfigError, FeatvizError
+from featviz.images import atomic_write_bytes
+from featviz.params import ImageParam
+from featviz.render import Callback, RenderContext, RenderResult
+
+log = logging.getLogger("featviz")
+
+CHECKPOINT_NAME = "checkpoint.pt"
+RESULT_NAME = "result.json"
+FORMAT = 1  # bump when the saved layout changes, so old files are refused with a clear message
+SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+# Config keys that change how a run is watched, not what it computes: a run folder may be
+# resumed with different values for them.
+WATCH_KEYS = ("logger", "progress", "tags", "checkpoint_every")
+
+Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class CheckpointError(FeatvizError):
+    """A checkpoint cannot be used for this run (unreadable, or written by another config)."""
+
+
+class Preempted(Exception):
+    """The render stopped on a signal after saving its state; rerunning resumes it.
+
+    ``exit_code`` is what the process should exit with: 128 + the signal number, as if the
+    signal had killed it, or the code a previous handler (submitit's requeue) chose.
+    """
+
+    def __init__(self, signal_name: str, step: int, steps: int, path: Path, exit_code: int) -> None:
+        where = f"at step {step}/{steps}" if step < steps else "after the last step"
+        super().__init__(f"stopped by {signal_name} {where}; the state is saved in {path}")
+        self.signal_name, self.step, self.steps, self.path, self.exit_code = signal_name, step, steps, path, exit_code
+
+
+class Checkpointer(Callback):
+    """Saves the loop's state every ``every`` steps (0: only on signals) and on SIGTERM/SIGUSR1/SIGUSR2.
+
+    Put it *last* in the callback list: it may end the run from ``on_after_update``, after
+    every other callback has seen the step. The checkpoint is deleted when the run completes.
+
+    Args:
+        path: the checkpoint file, normally ``<run dir>/checkpoint.pt``.
+        every: save after every ``every`` optimizer updates; 0 saves only on a signal.
+        meta: stored alongside (the app stores the run's config to check a resume against it).
+        signals: names of the signals that mean "save and stop"; handlers are installed only
+            in the main thread, where Python delivers signals.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], every: int = 0, meta: Mapping[str, Any] | None = None, signals: Iterable[str] = SIGNALS) -> None:
+        try:
+            self.every = int(every)
+        except (TypeError, ValueError):
+            raise ConfigError(f"checkpoint_every={every!r} must be a whole number of steps (0 saves only when the job is told to stop)") from None
+        if self.every < 0:
+            raise ConfigError(f"checkpoint_every={every} must be >= 0 (0 saves only when the job is told to stop)")
+        self.path = Path(path)
+        self.meta = dict(meta or {})
+        self.signals = [getattr(signal, name) for name in signals if hasattr(signal, name)]
+        self._previous: dict[int, Handler] = {}
+        self._received: int | None = None
+
+    # --- signals ----------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._received = signum
+
+    def _install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("not in the main thread: checkpoints only every %d steps, no signal handling", self.every)
+            return
+        for sig in self.signals:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def _uninstall(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def _yield_to_signal(self, ctx: RenderContext, step: int) -> None:
+        """Let the received signal take its course now that the state is safe on disk."""
+        signum, self._received = self._received, None
+        assert signum is not None
+        previous = self._previous.get(signum, signal.SIG_DFL)
+        name = signal.Signals(signum).name
+        if previous == signal.SIG_IGN:
+            return
+        if callable(previous):  # e.g. submitit: requeue and exit, or log and carry on
+            try:
+                previous(signum, None)
+            except SystemExit as exc:
+                self._uninstall()
+                code = exc.code if isinstance(exc.code, int) else 1
+                raise Preempted(name, step, ctx.steps, self.path, code) from exc
+            return
+        self._uninstall()
+        raise Preempted(name, step, ctx.steps, self.path, 128 + signum)
+
+    # --- callback hooks ---------------------------------------------------------------
+    def on_start(self, ctx: RenderContext) -> None:
+        self._install()
+
+    def on_after_update(self, ctx: RenderContext, step: int) -> None:
+        if self._received is not None:
+            self.save(ctx, step)
+            log.info("%s received: state at step %d saved to %s", signal.Signals(self._received).name, step, self.path)
+            self._yield_to_signal(ctx, step)
+        elif self.every and step % self.every == 0 and step < ctx.steps:
+            self.save(ctx, step)
+
+    def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
+        self.path.unlink(missing_ok=True)  # the run's files now say everything a checkpoint could
+        if self._received is not None:
+            self._yield_to_signal(ctx, ctx.steps)
+        self._uninstall()
+
+    def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
+        self._uninstall()
+
+    def save(self, ctx: RenderContext, step: int) -> None:
+        """Write the state after ``step`` updates (atomically: a kill mid-write keeps the previous one)."""
+        state = {
+            "format": FORMAT,
+            "step": step,
+            "steps": ctx.steps,
+            "param": ctx.param.state_dict(),
+            "optimizer": ctx.optimizer.state_dict(),
+            "generator": ctx.generator.get_state(),
+            "history": [dict(h) for h in ctx.history],
+            "meta": self.meta,
+        }
+        atomic_write_bytes(self.path, lambda f: torch.save(state, f))
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint without running any code from it (``weights_only=True``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling, zip and I/O errors all mean the same to the user
+        raise CheckpointError(f"{path} is not a readable featviz checkpoint ({type(exc).__name__}: {exc}); delete it to start the run over") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} has checkpoint format {found!r}, this featviz writes {FORMAT}; delete it to start the run over")
+    return state
+
+
+def restore(
+    checkpoint: str | os.PathLike[str] | Mapping[str, Any], param: ImageParam, optimizer: torch.optim.Optimizer, generator: torch.Generator
+) -> tuple[int, list[dict[str, float]]]:
+    """Put a saved state back; returns ``(step, history)`` for the loop to continue from."""
+    state = checkpoint if isinstance(checkpoint, Mapping) else load(checkpoint)
+    try:
+        param.load_state_dict(state["param"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        return int(state["step"]), [dict(h) for h in state["history"]]
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"the checkpoint does not fit this run ({type(exc).__name__}: {exc}); delete it to start over, or rerun the config that wrote it") from exc
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = WATCH_KEYS) -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs (keys under ``ignore`` skipped)."""
+    skip = tuple(ignore)
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in a.keys() | b.keys() if k.split(".")[0] not in skip and a.get(k, "<unset>") != b.get(k, "<unset>"))
+    return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}" for k in keys]
+
+
+@dataclass
+class ResumePoint:
+    """What a run folder already holds for a config: a finished result, a checkpoint, or nothing."""
+
+    completed: dict[str, Any] | None = None  # result.json of a completed run of this config
+    state: dict[str, Any] | None = None  # checkpoint to continue from
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"]) if self.state is not None else 0
+
+
+def find_resume_point(run_dir: str | os.PathLike[str], config: Mapping[str, Any]) -> ResumePoint:
+    """Decide how a (re)run of ``config`` in ``run_dir`` starts.
+
+    A completed run of the same config needs nothing (a sweep rerun skips its finished
+    jobs); a checkpoint of the same config is continued; a folder holding a different
+    config's run is refused rather than silently mixed or overwritten.
+    """
+    run_dir = Path(run_dir)
+    result_path = run_dir / RESULT_NAME
+    if result_path.is_file():
+        try:
+            result = json.loads(result_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            result = {}
+        if result.get("status") == "completed":
+            diff = config_differences(result.get("config") or {}, config)
+            if diff:
+                raise CheckpointError(
+                    f"{run_dir} already holds a completed run of another config ({'; '.join(diff[:5])}); choose a new output folder (hydra.run.dir)"
+                )
+            return ResumePoint(completed=result)
+    ckpt = run_dir / CHECKPOINT_NAME
+    if not ckpt.is_file():
+        return ResumePoint()
+    state = load(ckpt)
+    diff = config_differences(state.get("meta", {}).get("config") or {}, config)
+    if diff:
+        raise CheckpointError(
+            f"{ckpt} was written by another config ({'; '.join(diff[:5])}); rerun with that config to resume, or delete the file to start over"
+        )
+    return ResumePoint(state=state)
