@@ -149,8 +149,9 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     except Exception as exc:
         writer.fail(exc, steps_done=resume.step)
         raise
-    # Metrics first: they add to result.final in on_end, which the writer and logger then record.
-    callbacks: list[Any] = [writer] if metrics is None else [metrics, writer]
+    # The run's own callbacks (preconditioners, batch-term metrics) and the metrics first: they
+    # add to result.final in on_end, which the writer and logger then record.
+    callbacks: list[Any] = [*parts.callbacks, writer] if metrics is None else [*parts.callbacks, metrics, writer]
     if container.get("progress", True):
         callbacks.append(ProgressBar())
     if tracker is not None:

@@ -85,10 +85,12 @@ def optimizer_from_config(cfg: Mapping[str, Any]) -> Callable[[Iterable[nn.Param
     return lambda params: cls(params, **kwargs)
 
 
-def build_run(cfg: Mapping[str, Any]) -> RunParts:
+def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunParts:
     """Build model, objective, param, transforms, regularizers and optimizer from ``cfg``.
 
-    ``cfg`` has the shape of ``conf/config.yaml`` (groups as nested mappings).
+    ``cfg`` has the shape of ``conf/config.yaml`` (groups as nested mappings). ``model``,
+    if given, is used instead of building ``cfg["model"]``, so many configs (a sweep in a
+    notebook, the experiment tests) can share one loaded network.
     """
     steps = _int(cfg, "steps")
     if steps < 1:
@@ -97,7 +99,7 @@ def build_run(cfg: Mapping[str, Any]) -> RunParts:
     seed = _int(cfg, "seed")
     device = resolve_device(cfg.get("device", "auto"))
     generator = torch.Generator().manual_seed(seed)
-    model = model_from_config(cfg["model"], device)
+    model = model_from_config(cfg["model"], device) if model is None else model.to(device)
     objective = build_objective(**dict(cfg["objective"]))
     pcfg = dict(cfg["param"])
     grad_cfg = {k: pcfg.pop(k) for k in GRADIENT_KEYS if k in pcfg}

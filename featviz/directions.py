@@ -5,7 +5,8 @@ a vector whose basis directions are the neurons; any other vector is a "directio
 be visualized just like a neuron. This module holds the objectives for that view:
 
 * :class:`Direction`: the dot product of the activations with a vector (dense, or sparse as
-  ``{unit: weight}``, which is neuron arithmetic: ``{3: 1, 7: 1}`` is channel 3 + channel 7),
+  ``{unit: weight}``, which is neuron arithmetic: ``{3: 1, 7: 1}`` is channel 3 + channel 7;
+  ``units=[3, 7]`` in a config),
   optionally times the cosine similarity to a power so the activation must *point* along the
   vector rather than merely grow in its positive components;
 * :class:`RandomDirection`: a unit vector drawn from its own seed;
@@ -202,20 +203,44 @@ class Alignment(LayerObjective):
 
 
 # --- config constructors (the `OBJECTIVES` registry in featviz.objectives points here) ------
+def parse_units(units: Mapping[int, float] | Sequence[object]) -> dict[int, float]:
+    """``[3, [17, 0.5]]`` (a unit alone weighs 1) or ``{3: 1.0, 17: 0.5}`` -> ``{3: 1.0, 17: 0.5}``.
+
+    Configs use the list form: Hydra *merges* a dict override into the dict already there
+    (``units={17: 1}`` over ``{3: 1}`` would give both), while a list override replaces.
+    A unit listed twice adds up its weights.
+    """
+    if isinstance(units, Mapping):
+        return {int(k): float(v) for k, v in units.items()}
+    out: dict[int, float] = {}
+    for entry in units:
+        if isinstance(entry, (int, str)) and not isinstance(entry, bool):
+            unit, weight = entry, 1.0
+        elif isinstance(entry, Sequence) and len(entry) == 2:
+            unit, weight = entry
+        else:
+            raise ConfigError(f"objective.units entry {entry!r}: use a channel (weight 1) or [channel, weight], e.g. units=[3,[17,0.5]]")
+        try:
+            out[int(unit)] = out.get(int(unit), 0.0) + float(weight)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"objective.units entry {entry!r}: channel must be an integer and weight a number") from None
+    return out
+
+
 def direction_from_config(
     layer: str,
     vector: Sequence[float] | None = None,
-    units: Mapping[int, float] | None = None,
+    units: Mapping[int, float] | Sequence[object] | None = None,
     cossim_pow: float = 0.0,
     **_: object,
 ) -> Direction:
-    """``objective=direction``: exactly one of ``vector`` (dense) or ``units`` (sparse)."""
+    """``objective=direction``: exactly one of ``vector`` (dense) or ``units`` (sparse, see :func:`parse_units`)."""
     if (vector is None) == (units is None):
         raise ConfigError(
-            "objective=direction needs exactly one of objective.vector=[w0,w1,...] (one weight per channel) "
-            "or objective.units={channel: weight, ...}"
+            "objective=direction needs exactly one of objective.units=[3,[17,0.5]] (channels, optionally weighted) "
+            "or objective.vector=[w0,w1,...] (one weight per channel; then set objective.units=null)"
         )
-    return Direction(layer, units if units is not None else vector, cossim_pow)  # type: ignore[arg-type]
+    return Direction(layer, parse_units(units) if units is not None else vector, cossim_pow)  # type: ignore[arg-type]
 
 
 def random_direction_from_config(layer: str, seed: int = 0, cossim_pow: float = 0.0, **_: object) -> RandomDirection:

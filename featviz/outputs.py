@@ -21,9 +21,11 @@ import json
 import logging
 import traceback
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
+
+import torch
 
 from featviz.checkpoint import Preempted
 from featviz.errors import FeatvizError
@@ -38,15 +40,14 @@ class OutputError(FeatvizError):
 
 
 @contextmanager
-def _writing(out_dir: Path) -> Iterator[None]:
-    """Turn an OS error while writing run files into one :class:`OutputError` that says what to do."""
+def _writing(target: Path) -> Iterator[None]:
+    """Turn an OS error while writing ``target`` into one :class:`OutputError` that says what to do."""
     try:
         yield
     except OSError as exc:
-        target = exc.filename or out_dir
         raise OutputError(
-            f"cannot write {target}: {exc.strerror or exc}; free disk space or choose a writable output folder "
-            f"(hydra.run.dir); the files already there are complete"
+            f"cannot write {exc.filename or target}: {exc.strerror or exc}; free disk space or choose a writable "
+            f"output folder (hydra.run.dir); the files already there are complete"
         ) from exc
 
 
@@ -90,9 +91,9 @@ class RunWriter(Callback):
         self.reported = False  # result.json written for this run
 
     def on_start(self, ctx: RenderContext) -> None:
-        with _writing(self.out_dir):
+        path = inside(self.out_dir, "metrics.jsonl")
+        with _writing(path):
             inside(self.out_dir, "snapshots").mkdir(parents=True, exist_ok=True)
-            path = inside(self.out_dir, "metrics.jsonl")
             if ctx.start_step > 0:
                 _keep_steps_before(path, ctx.start_step)
             self._metrics = open(path, "a" if ctx.start_step > 0 else "w", encoding="utf-8")
@@ -102,35 +103,44 @@ class RunWriter(Callback):
         line = {"step": record.step, **record.metrics}
         if len(record.per_image) > 1:
             line["per_image"] = record.per_image
-        with _writing(self.out_dir):
+        with _writing(self.out_dir / "metrics.jsonl"):
             self._metrics.write(json.dumps(line) + "\n")
             self._metrics.flush()
-            self.last_step = record.step
-            if record.snapshot:
-                self.save_snapshot(record)
+        self.last_step = record.step
+        if record.snapshot:
+            self.save_snapshot(record)
 
     def save_snapshot(self, record: StepRecord) -> None:
-        save_png(record.images, inside(self.out_dir, "snapshots", f"step_{record.step}.png"))
+        self._save_png(record.images, "snapshots", f"step_{record.step}.png")
         if record.images.shape[0] > 1:
             for i, img in enumerate(record.images):
-                save_png(img, inside(self.out_dir, "snapshots", f"step_{record.step}", f"{i}.png"))
+                self._save_png(img, "snapshots", f"step_{record.step}", f"{i}.png")
+
+    def _save_png(self, images: torch.Tensor, *parts: str) -> None:
+        path = inside(self.out_dir, *parts)
+        with _writing(path):
+            save_png(images, path)
 
     def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
-        self._close()
-        with _writing(self.out_dir):
-            for i, img in enumerate(result.images):
-                save_png(img, inside(self.out_dir, f"final_{i}.png"))
-            save_png(result.images, inside(self.out_dir, "final.png"))
+        with _writing(self.out_dir / "metrics.jsonl"):
+            self._close()
+        for i, img in enumerate(result.images):
+            self._save_png(img, f"final_{i}.png")
+        self._save_png(result.images, "final.png")
+        with _writing(self.out_dir / "result.json"):
             self.write_result("completed", result.final, steps_done=result.steps)
 
     def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
-        self._close()
+        with suppress(OSError):  # a line the full disk refused; the error that stopped the run says why
+            self._close()
         self.fail(error, steps_done=step)
 
     def fail(self, error: BaseException, steps_done: int) -> None:
-        """Record why the run stopped; if even that cannot be written, say so and carry on.
+        """Record why the run stopped in ``result.json``; if even that cannot be written, carry on.
 
-        Called while an exception is on its way up: raising here would hide it.
+        Called while an exception is on its way up: raising here would hide it, and on a
+        full disk even a log line to the run folder's log file would fail, so the app's own
+        one-line error is the report.
         """
         if isinstance(error, Preempted):
             status = "preempted"
@@ -142,7 +152,7 @@ class RunWriter(Callback):
         try:
             self.write_result(status, {}, steps_done=steps_done, error=err)
         except OSError as exc:
-            log.warning("could not record the %s run in %s: %s", status, self.out_dir / "result.json", exc.strerror or exc)
+            log.debug("could not record the %s run in %s: %s", status, self.out_dir / "result.json", exc.strerror or exc)
 
     def write_result(self, status: str, final: Mapping[str, Any], steps_done: int, error: Mapping[str, Any] | None = None) -> None:
         result: dict[str, Any] = {"status": status, "steps_done": steps_done, "final": dict(final), **self.extra, "config": self.config}
@@ -152,9 +162,9 @@ class RunWriter(Callback):
         self.reported = True
 
     def _close(self) -> None:
-        if self._metrics is not None:
-            self._metrics.close()
-            self._metrics = None
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            metrics.close()
 
 
 class ProgressBar(Callback):

@@ -160,15 +160,20 @@ class Conv2dSame(nn.Conv2d):
         groups: int = 1,
         bias: bool = False,
     ) -> None:
+        # With stride 1 and an odd kernel, 'SAME' padding is symmetric and independent of the
+        # input size, so the convolution pads by itself: no padded copy of the input (and of
+        # its gradient) per call, which is a sizeable share of a step on CPU.
+        static = stride == 1 and kernel_size % 2 == 1
         super().__init__(
             in_channels,
             out_channels,
             kernel_size,
             stride=stride,
-            padding=0,
+            padding=(kernel_size - 1) // 2 if static else 0,
             groups=groups,
             bias=bias,
         )
+        self.static_padding: bool = static
 
     @staticmethod
     def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> Tuple[int, int]:
@@ -177,6 +182,8 @@ class Conv2dSame(nn.Conv2d):
         return total // 2, total - total // 2
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.static_padding:
+            return super().forward(x)
         ih, iw = x.shape[-2:]
         top, bottom = self._same_pad(int(ih), self.kernel_size[0], self.stride[0], self.dilation[0])
         left, right = self._same_pad(int(iw), self.kernel_size[1], self.stride[1], self.dilation[1])

@@ -11,6 +11,9 @@ Every model featviz drives is wrapped in :class:`FeatureModel`, which
 
 Layer names are the network's module paths (``blocks.8``, ``inception4a``) plus
 ``logits``, the network's output.
+
+:meth:`FeatureModel.optimize` applies the speed-ups of :mod:`featviz.perf` (BatchNorm
+folding, channels-last memory, ``torch.compile``, bf16 autocast) without renaming a layer.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from featviz.errors import ImageSizeError, UnknownLayerError, closest
+from featviz.errors import ConfigError, ImageSizeError, UnknownLayerError, closest
+from featviz.perf import PerfOptions, fold_batchnorms
 
 LOGITS = "logits"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -60,6 +64,11 @@ class FeatureModel(nn.Module):
         self.name = name
         self.num_classes = num_classes
         self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
+        # Set by optimize(): convolutions that now return their folded BatchNorm's output.
+        self.folded: dict[str, str] = {}
+        self.channels_last = False
+        self.amp_dtype: torch.dtype | None = None
+        self._run_net: nn.Module = self.net
 
     # nn.Module.train() would switch BatchNorm/Dropout back on; a visualized model stays frozen.
     def train(self, mode: bool = True) -> FeatureModel:  # noqa: ARG002 - signature of nn.Module
@@ -83,6 +92,34 @@ class FeatureModel(nn.Module):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
 
+    def optimize(self, options: PerfOptions | None = None, keep: Iterable[str] = ()) -> FeatureModel:
+        """Apply the speed-ups in ``options`` in place and return ``self``.
+
+        Args:
+            options: which speed-ups; the default folds BatchNorms and uses channels-last.
+            keep: layers whose outputs must stay exactly what they were (the objective's
+                layers): a convolution named here keeps its BatchNorm. Asking later for a
+                folded convolution's output raises :class:`ConfigError`.
+
+        Layer names and the values of every non-folded layer are unchanged (up to float
+        rounding, and bf16 rounding with ``amp="bf16"``).
+        """
+        options = options or PerfOptions()
+        device = self.mean.device
+        if options.fold_bn:
+            generator = torch.Generator().manual_seed(0)
+            probe = self.normalize(torch.rand(2, 3, self.input_size, self.input_size, generator=generator).to(device))
+            for conv, bn in fold_batchnorms(self.net, probe, keep=keep):
+                self.folded[conv] = bn
+            self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
+        if options.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+            self.channels_last = True
+        self.amp_dtype = torch.bfloat16 if options.amp == "bf16" else None
+        if options.compile:
+            self._run_net = torch.compile(self.net)
+        return self
+
     def forward(self, images: torch.Tensor, layers: Iterable[str] = (LOGITS,)) -> dict[str, torch.Tensor]:
         """Run the network on [0, 1] images and return the requested activations.
 
@@ -91,6 +128,11 @@ class FeatureModel(nn.Module):
         """
         wanted = set(layers)
         self.check_layers(wanted)
+        for layer in wanted & self.folded.keys():
+            raise ConfigError(
+                f"layer {layer!r} was merged with its BatchNorm {self.folded[layer]!r} by perf.fold_bn and now returns "
+                f"the output of {self.folded[layer]!r}; ask for {self.folded[layer]!r}, or set perf.fold_bn=false"
+            )
         captured: dict[str, torch.Tensor] = {}
         hooked = wanted - {LOGITS}
         handles = []
@@ -107,8 +149,12 @@ class FeatureModel(nn.Module):
 
         for layer in hooked:
             handles.append(self._modules_by_name[layer].register_forward_hook(make_hook(layer)))
+        x = self.normalize(images)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         try:
-            out = self.net(self.normalize(images))
+            with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+                out = self._run_net(x)
             if LOGITS in wanted:
                 captured[LOGITS] = out.logits if hasattr(out, "logits") else out
         except _StopForward:
@@ -116,6 +162,9 @@ class FeatureModel(nn.Module):
         finally:
             for h in handles:
                 h.remove()
+        if self.amp_dtype is not None:
+            # Objectives and their gradients stay in float32 whatever the network ran in.
+            captured = {k: v.float() if torch.is_tensor(v) else v for k, v in captured.items()}
         return captured
 
     def layer_shapes(self, size: int | tuple[int, int], layers: Iterable[str] | None = None) -> dict[str, tuple[int, ...]]:

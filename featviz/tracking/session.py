@@ -107,4 +107,6 @@ def sync_hint(run: Run) -> str:
     run_path = Path(run.settings.sync_dir)
     if run.settings.mode == "offline":
         return f"W&B offline run saved in {run_path}; upload it later with `wandb sync {run_path}`"
+    if run.settings.mode == "disabled":
+        return "W&B is disabled (logger.mode=disabled): nothing is logged; use logger.mode=offline to keep a run"
     return f"W&B run {run.name!r} logging to {run.url or run_path}"
