@@ -10,8 +10,8 @@ folder for one unit (a channel, or any direction in the layer's channel space) a
 * ``top_patches.png`` / ``bottom_patches.png``: for the k images whose single strongest
   (weakest) position is the most extreme, the crop of the image that position sees (its
   effective receptive field, :func:`receptive_field`);
-* ``spectrum.png``: rows minimum, slightly negative, slightly positive, maximum, with the
-  negative and positive optimized images as first and last rows when given;
+* ``spectrum.png``: labelled rows minimum, slightly negative, slightly positive, maximum,
+  with the negative and positive optimized images as first and last rows when given;
 * ``examples.json``: every number and path behind those pictures.
 
 A folder is any tree of images: torchvision's ImageFolder layout (one sub-folder per class)
@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from featviz.directions import DirectionBase, Direction, RandomDirection
+from featviz.directions import Direction, DirectionBase, RandomDirection
 from featviz.errors import ConfigError, DatasetError, FeatvizError
-from featviz.images import grid, load_png, save_json, save_png
-from featviz.models import FeatureModel
+from featviz.images import atomic_write_bytes, grid, load_png, save_json, save_png, to_uint8
+from featviz.models import FeatureModel, build_model
+from featviz.render import resolve_device
 
 log = logging.getLogger("featviz")
 
@@ -129,9 +130,6 @@ class ExampleScores:
     image_size: int
     reduce: str
     unreadable: list[Path] = field(default_factory=list)
-
-
-UnitMap = Callable[[torch.Tensor], torch.Tensor]
 
 
 def unit_direction(layer: str, unit: int | None = None, direction_seed: int | None = None) -> DirectionBase:
@@ -246,7 +244,7 @@ def spectrum(values: torch.Tensor, k: int) -> dict[str, list[int]]:
 def receptive_field(model: FeatureModel, layer: str, size: int, mass: float = 0.95) -> int:
     """Side of the square of input pixels that one position of ``layer`` effectively sees.
 
-    The gradient of the centre position (all channels) with respect to a grey, lightly
+    The gradient of the centre position (all channels, randomly weighted) with respect to a grey, lightly
     noised input says how much each pixel matters; the side is that of the smallest square
     around the position holding ``mass`` of the gradient's magnitude (1.0 = every pixel
     that matters at all, the theoretical receptive field).
@@ -254,14 +252,17 @@ def receptive_field(model: FeatureModel, layer: str, size: int, mass: float = 0.
     if not 0 < mass <= 1:
         raise ConfigError(f"receptive-field mass {mass} must be in (0, 1]")
     dev = model.mean.device
-    noise = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(dev)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(1, 3, size, size, generator=gen).to(dev)
     x = (0.5 + 0.05 * noise).requires_grad_(True)
     with torch.enable_grad():
         act = model(x, [layer])[layer]
         if act.dim() == 2:
             return size
         h, w = act.shape[-2:]
-        act[0, :, h // 2, w // 2].sum().backward()
+        # Random channel weights: a plain sum could cancel (e.g. a channel and its negative).
+        mix = torch.randn(act.shape[1], generator=gen).to(act)
+        (act[0, :, h // 2, w // 2] @ mix).backward()
     assert x.grad is not None
     weight = x.grad[0].abs().sum(0)
     total = float(weight.sum())
@@ -302,8 +303,8 @@ def _display(patches: list[torch.Tensor]) -> torch.Tensor:
     return batch
 
 
-def _rows(rows: Sequence[Sequence[torch.Tensor]], k: int, size: int) -> torch.Tensor:
-    """Rows of up to ``k`` images each, resized to ``size`` and white where a row is short, as one grid."""
+def _rows(rows: Sequence[Sequence[torch.Tensor]], names: Sequence[str], k: int, size: int) -> Image.Image:
+    """Rows of up to ``k`` images each (resized to ``size``, white where short), named on the left."""
     blank = torch.ones(3, size, size)
     cells: list[torch.Tensor] = []
     for row in rows:
@@ -312,7 +313,16 @@ def _rows(rows: Sequence[Sequence[torch.Tensor]], k: int, size: int) -> torch.Te
                 img = F.interpolate(img[None], size=(size, size), mode="bilinear", align_corners=False)[0]
             cells.append(img)
         cells.extend(blank for _ in range(k - len(row[:k])))
-    return grid(torch.stack(cells), nrow=k)
+    tiles = Image.fromarray(to_uint8(grid(torch.stack(cells), nrow=k)))
+    font = ImageFont.load_default(size=max(10, size // 10))
+    labels = [n.replace("_", " ") for n in names]
+    width = max(int(ImageDraw.Draw(tiles).textlength(t, font=font)) for t in labels) + 8
+    canvas = Image.new("RGB", (width + tiles.width, tiles.height), "white")
+    canvas.paste(tiles, (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(labels):
+        draw.text((4, 2 + i * (size + 2) + size // 2), text, fill="black", font=font, anchor="lm")
+    return canvas
 
 
 def save_examples(
@@ -369,7 +379,8 @@ def save_examples(
     if positive is not None:
         rows_img.append([positive])
         row_names.append("positive_optimized")
-    save_png(_rows(rows_img, min(int(k), max(len(r) for r in rows_img)), size), out / "spectrum.png")
+    sheet = _rows(rows_img, row_names, min(int(k), max(len(r) for r in rows_img)), size)
+    atomic_write_bytes(out / "spectrum.png", lambda f: sheet.save(f, format="PNG"))
     s = result.scores
     summary: dict[str, Any] = {
         **(info or {}),
@@ -398,7 +409,6 @@ def log_to_wandb(out_dir: Path, summary: dict[str, Any], mode: str, project: str
     """
     import wandb
 
-    from featviz.images import to_uint8
     from featviz.tracking.session import start_run, sync_hint
 
     target = summary.get("target", "unit")
@@ -459,9 +469,6 @@ def main(argv: Sequence[str]) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="featviz: %(message)s")
     try:
-        from featviz.models import build_model
-        from featviz.render import resolve_device
-
         direction = unit_direction(args.layer, args.unit, args.direction_seed)
         target = f"unit_{args.unit}" if args.unit is not None else f"random_{args.direction_seed}"
         optimized = {}

@@ -30,6 +30,16 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 @dataclass(frozen=True)
+class FoldedPair:
+    """A convolution that absorbed the BatchNorm after it, with both originals kept for undoing."""
+
+    conv: str
+    bn: str
+    original_conv: nn.Module
+    original_bn: nn.Module
+
+
+@dataclass(frozen=True)
 class PerfOptions:
     """What :meth:`featviz.models.FeatureModel.optimize` may change, each switchable alone.
 
@@ -41,12 +51,15 @@ class PerfOptions:
             runs, mostly on CUDA).
         amp: ``none`` or ``bf16``: run the network under bfloat16 autocast (CUDA, or CPUs
             with AMX); changes results by bf16 rounding, so it is off by default.
+        fuse_geometry: resample once for jitter, scale, rotate, jitter and resize together
+            (see :class:`featviz.transforms.Compose`); used where transforms are built.
     """
 
     fold_bn: bool = True
     channels_last: bool = True
     compile: bool = False
     amp: str = "none"
+    fuse_geometry: bool = True
 
     def __post_init__(self) -> None:
         if self.amp not in ("none", "bf16"):
@@ -113,7 +126,7 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, leaf, module)
 
 
-def fold_batchnorms(net: nn.Module, probe: torch.Tensor, keep: Iterable[str] = (), rtol: float = 1e-3, atol: float = 1e-4) -> list[tuple[str, str]]:
+def fold_batchnorms(net: nn.Module, probe: torch.Tensor, keep: Iterable[str] = (), rtol: float = 1e-3, atol: float = 1e-4) -> list[FoldedPair]:
     """Fold each conv -> BatchNorm pair of eval-mode ``net`` in place; return the folded pairs.
 
     Args:
@@ -124,7 +137,8 @@ def fold_batchnorms(net: nn.Module, probe: torch.Tensor, keep: Iterable[str] = (
         rtol, atol: how closely the folded network must reproduce the probe's output
             (float32 rounding only; a mismatch means a pair was not really a chain).
 
-    The network is left untouched when the folded output does not match.
+    The network is left untouched when the folded output does not match;
+    :func:`unfold` puts a returned pair back as it was.
     """
     if net.training:
         raise ConfigError("BatchNorm folding needs an eval-mode network; call net.eval() first")
@@ -132,18 +146,24 @@ def fold_batchnorms(net: nn.Module, probe: torch.Tensor, keep: Iterable[str] = (
     pairs = [(c, b) for c, b in find_conv_bn_pairs(net, probe) if c not in keep]
     if not pairs:
         return []
-    backup = {name: copy.deepcopy(net.get_submodule(name)) for pair in pairs for name in pair}
+    folded = [FoldedPair(c, b, copy.deepcopy(net.get_submodule(c)), net.get_submodule(b)) for c, b in pairs]
     with torch.no_grad():
-        before = net(probe)
-        for conv_name, bn_name in pairs:
-            _fold_into(net.get_submodule(conv_name), net.get_submodule(bn_name))
-            _set_submodule(net, bn_name, nn.Identity())
-        after = net(probe)
-    if not torch.allclose(_tensor_of(before), _tensor_of(after), rtol=rtol, atol=atol * float(_tensor_of(before).abs().max())):
-        for name, module in backup.items():
-            _set_submodule(net, name, module)
+        before = _tensor_of(net(probe))
+        for pair in folded:
+            _fold_into(net.get_submodule(pair.conv), pair.original_bn)
+            _set_submodule(net, pair.bn, nn.Identity())
+        after = _tensor_of(net(probe))
+    if not torch.allclose(before, after, rtol=rtol, atol=atol * float(before.abs().max())):
+        unfold(net, folded)
         return []
-    return pairs
+    return folded
+
+
+def unfold(net: nn.Module, pairs: Iterable[FoldedPair]) -> None:
+    """Put folded convolutions and their BatchNorms back as they were before folding."""
+    for pair in pairs:
+        _set_submodule(net, pair.conv, pair.original_conv)
+        _set_submodule(net, pair.bn, pair.original_bn)
 
 
 def _tensor_of(output: object) -> torch.Tensor:

@@ -5,6 +5,10 @@ A transform is ``callable(images, generator) -> images``. Randomness comes only 
 
 Scale and rotate are affine maps; :class:`Compose` multiplies consecutive affine maps into
 one matrix and resamples once, which is both faster and sharper than one resample each.
+With ``fuse_geometry=True`` it also folds the jitter crops and the final resize into that
+one resample (a crop and a bilinear resize are affine maps too), so the whole
+jitter-scale-rotate-jitter-resize chain costs a single ``grid_sample`` at the model's input
+size: same random draws, same geometry, one interpolation instead of two.
 """
 
 from __future__ import annotations
@@ -33,20 +37,42 @@ class Transform:
         return f"{type(self).__name__}({args})"
 
 
-class AffineTransform(Transform):
+Size = tuple[int, int]
+
+
+class GeometricTransform(Transform):
+    """A transform that is an affine map of normalized coordinates, possibly changing the size.
+
+    ``plan`` draws its random numbers exactly as ``__call__`` does and returns the per-image
+    3x3 map (output coords -> input coords) and the output size, so :class:`Compose` can
+    fuse several of them into one resample.
+    """
+
+    def plan(self, n: int, size: Size, generator: torch.Generator | None) -> tuple[torch.Tensor, Size]:
+        raise NotImplementedError
+
+
+class AffineTransform(GeometricTransform):
     """A random 2x3 affine map per image, in normalized coordinates; fusable by Compose."""
 
     def matrices(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         raise NotImplementedError
 
+    def plan(self, n: int, size: Size, generator: torch.Generator | None) -> tuple[torch.Tensor, Size]:
+        return self.matrices(n, generator), size
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return warp(images, self.matrices(images.shape[0], generator))
 
 
-def warp(images: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
-    """Resample ``images`` by per-image 3x3 affine ``mats`` (output coords -> input coords)."""
+def warp(images: torch.Tensor, mats: torch.Tensor, size: Size | None = None) -> torch.Tensor:
+    """Resample ``images`` by per-image 3x3 affine ``mats`` (output coords -> input coords).
+
+    ``size`` is the output ``(height, width)``; the input's by default.
+    """
     theta = mats[:, :2, :].to(device=images.device, dtype=images.dtype)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out = [*images.shape[:2], *(size or images.shape[-2:])]
+    grid = F.affine_grid(theta, out, align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -68,7 +94,7 @@ class Pad(Transform):
         return F.pad(images, [self.pad] * 4, mode=self.mode)
 
 
-class Jitter(Transform):
+class Jitter(GeometricTransform):
     """Random crop that shifts the image by up to ``pixels`` in x and y (Lucid's jitter).
 
     Cropping needs no resampling, so jitter adds no blur; the image shrinks by ``pixels``.
@@ -79,14 +105,30 @@ class Jitter(Transform):
             raise ConfigError(f"jitter={pixels} must be >= 0 pixels")
         self.pixels = int(pixels)
 
+    def _offsets(self, h: int, w: int, generator: torch.Generator | None) -> tuple[int, int]:
+        if self.pixels >= min(h, w):
+            raise ConfigError(f"jitter={self.pixels} is larger than the {h}x{w} image; lower it")
+        dx, dy = (int(v) for v in torch.randint(0, self.pixels + 1, (2,), generator=generator))
+        return dx, dy
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.pixels == 0:
             return images
         h, w = images.shape[-2:]
-        if self.pixels >= min(h, w):
-            raise ConfigError(f"jitter={self.pixels} is larger than the {h}x{w} image; lower it")
-        dx, dy = (int(v) for v in torch.randint(0, self.pixels + 1, (2,), generator=generator))
+        dx, dy = self._offsets(h, w, generator)
         return images[..., dy : dy + h - self.pixels, dx : dx + w - self.pixels]
+
+    def plan(self, n: int, size: Size, generator: torch.Generator | None) -> tuple[torch.Tensor, Size]:
+        h, w = size
+        m = torch.eye(3).repeat(n, 1, 1)
+        if self.pixels == 0:
+            return m, size
+        dx, dy = self._offsets(h, w, generator)
+        j = self.pixels
+        # Output pixel centres of the (w - j)-wide crop, in the uncropped image's [-1, 1] frame.
+        m[:, 0, 0], m[:, 0, 2] = (w - j) / w, (2 * dx - j) / w
+        m[:, 1, 1], m[:, 1, 2] = (h - j) / h, (2 * dy - j) / h
+        return m, (h - j, w - j)
 
 
 class RandomScale(AffineTransform):
@@ -121,11 +163,15 @@ class RandomRotate(AffineTransform):
         return m
 
 
-class Resize(Transform):
+class Resize(GeometricTransform):
     """Bilinear resize to ``size`` (the model's training resolution)."""
 
     def __init__(self, size: int) -> None:
         self.size = int(size)
+
+    def plan(self, n: int, size: Size, generator: torch.Generator | None) -> tuple[torch.Tensor, Size]:
+        # With align_corners=False a bilinear resize is the identity map of [-1, 1] coordinates.
+        return torch.eye(3).repeat(n, 1, 1), (self.size, self.size)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if images.shape[-1] == self.size and images.shape[-2] == self.size:
@@ -134,25 +180,36 @@ class Resize(Transform):
 
 
 class Compose(Transform):
-    """Apply transforms in order, fusing runs of affine transforms into one resample."""
+    """Apply transforms in order, fusing runs of affine transforms into one resample.
 
-    def __init__(self, transforms: Sequence[Transform] = ()) -> None:
+    With ``fuse_geometry`` the runs also take in jitter crops and resizes, so a standard
+    stack resamples once, straight to the model's input size.
+    """
+
+    def __init__(self, transforms: Sequence[Transform] = (), fuse_geometry: bool = False) -> None:
         self.transforms = list(transforms)
+        self.fuse_geometry = bool(fuse_geometry)
+
+    def _fusable(self, t: Transform) -> bool:
+        return isinstance(t, AffineTransform) or (self.fuse_geometry and isinstance(t, GeometricTransform))
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         pending: torch.Tensor | None = None
+        size: Size = (images.shape[-2], images.shape[-1])
         for t in self.transforms:
-            if isinstance(t, AffineTransform):
-                m = t.matrices(images.shape[0], generator)
+            if self._fusable(t):
+                assert isinstance(t, GeometricTransform)
+                m, size = t.plan(images.shape[0], size, generator)
                 # Later transforms act on the output of earlier ones: in sampling-grid terms the
                 # earlier map is applied last, hence the right-multiplication order.
                 pending = m if pending is None else pending @ m
                 continue
             if pending is not None:
-                images, pending = warp(images, pending), None
+                images, pending = warp(images, pending, size), None
             images = t(images, generator)
-        if pending is not None:
-            images = warp(images, pending)
+            size = (images.shape[-2], images.shape[-1])
+        if pending is not None and not (size == tuple(images.shape[-2:]) and torch.equal(pending, torch.eye(3).expand_as(pending))):
+            images = warp(images, pending, size)
         return images
 
 
@@ -164,12 +221,13 @@ def build_transforms(
     rotate: float = 0.0,
     jitter_after: int = 0,
     resize: int | None = None,
+    fuse_geometry: bool = False,
 ) -> Compose:
     """The configurable stack: pad, jitter, scale, rotate, a second jitter, resize.
 
     Any value at 0 / None leaves that stage out, so one sweep can switch each on alone.
     The article's "standard" stack is ``pad=12, jitter=8, scale=(0.9, 1.1), rotate=10,
-    jitter_after=4``.
+    jitter_after=4``. ``fuse_geometry`` resamples once for everything after the pad.
     """
     stages: list[Transform] = []
     if pad:
@@ -186,4 +244,4 @@ def build_transforms(
         stages.append(Jitter(jitter_after))
     if resize:
         stages.append(Resize(resize))
-    return Compose(stages)
+    return Compose(stages, fuse_geometry=fuse_geometry)

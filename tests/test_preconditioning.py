@@ -86,16 +86,20 @@ def test_hooks_are_removed_when_the_render_ends(lite0) -> None:
 
 
 def test_laplacian_pyramid_round_trips_and_equalizes_octaves() -> None:
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 32, 32, generator=g)
     bands = laplacian_split(x, 4)
     assert [b.shape[-1] for b in bands] == [32, 16, 8, 4]
     assert torch.allclose(laplacian_merge(bands), x, atol=1e-5)
-    # A smooth (low-frequency heavy) gradient: normalization moves energy to the fine octave.
-    smooth = gaussian_blur(x, 2.0) + 0.01 * x
-    out = normalize_frequencies(smooth, 4)
-    rms = lambda t: t.pow(2).mean().sqrt()  # noqa: E731
-    assert torch.allclose(rms(out), rms(smooth), rtol=1e-4)
-    assert rms(laplacian_split(out, 4)[0]) > 5 * rms(laplacian_split(smooth, 4)[0])
+    # A gradient dominated by coarse structure: normalization shifts energy to the fine octave
+    # and keeps the overall RMS (it only changes the direction).
+    coarse = F.interpolate(torch.randn(2, 3, 4, 4, generator=g), size=(32, 32), mode="bilinear", align_corners=False)
+    grad = 10 * coarse + 0.01 * x
+    out = normalize_frequencies(grad, 4)
+    rms = lambda t: float(t.pow(2).mean().sqrt())  # noqa: E731
+    assert rms(out) == pytest.approx(rms(grad), rel=1e-4)
+    fine_to_coarse = lambda t: rms(laplacian_split(t, 4)[0]) / rms(laplacian_split(t, 4)[-1])  # noqa: E731
+    assert fine_to_coarse(out) > 1.5 * fine_to_coarse(grad)
 
 
 def test_gradient_preconditioners_need_the_pixel_param() -> None:
@@ -148,7 +152,7 @@ def _render_hf(lite0, callbacks) -> float:
     generator = torch.Generator().manual_seed(0)
     param = PixelImage(SIZE, generator=generator)
     result = render(
-        lite0, objectives.channel(LAYER, UNIT), param=param, transforms=build_transforms(), steps=16,
+        lite0, objectives.channel(LAYER, UNIT), param=param, transforms=build_transforms(), steps=10,
         callbacks=callbacks, device="cpu", generator=generator,
     )
     return hf_share(result.images)

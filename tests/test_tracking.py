@@ -111,6 +111,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
         "logger.activation_every=2",
         "tags=[tracking-test]",
         "progress=false",
+        "metrics.views=0",  # the final-image metrics cost more than the render here; their cheap ones stay
+        "metrics.eval_model=null",
         "regularizer.tv=0,0.5",
         f"hydra.sweep.dir={sweep_dir}",
     ]
@@ -167,8 +169,9 @@ def test_run_identity_config_and_summary(sweep: Sweep) -> None:
         assert state["config"]["overrides"] == result["overrides"]
         assert state["config"]["regularizer"]["tv"] == result["config"]["regularizer"]["tv"]
         summary = state["summary"]
-        for key in ("objective", "objective_max", "wall_time_s", "steps_per_s"):
-            assert summary[f"final/{key}"] == pytest.approx(result["final"][key])
+        assert {"objective", "objective_max", "wall_time_s", "steps_per_s"} <= result["final"].keys()
+        for key, value in result["final"].items():  # including what other features add to result.final
+            assert summary[f"final/{key}"] == pytest.approx(value, nan_ok=True)
         assert summary["status"] == "completed"
     assert groups == {sweep_group(sweep.dir)}
 

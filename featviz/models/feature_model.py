@@ -18,13 +18,14 @@ folding, channels-last memory, ``torch.compile``, bf16 autocast) without renamin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from featviz.errors import ConfigError, ImageSizeError, UnknownLayerError, closest
-from featviz.perf import PerfOptions, fold_batchnorms
+from featviz.perf import FoldedPair, PerfOptions, fold_batchnorms, unfold
 
 LOGITS = "logits"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -65,10 +66,11 @@ class FeatureModel(nn.Module):
         self.num_classes = num_classes
         self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
         # Set by optimize(): convolutions that now return their folded BatchNorm's output.
-        self.folded: dict[str, str] = {}
+        self.folded: dict[str, FoldedPair] = {}
         self.channels_last = False
         self.amp_dtype: torch.dtype | None = None
-        self._run_net: nn.Module = self.net
+        # A compiled bound method, not a module, so the network is not registered twice.
+        self._compiled: Callable[[torch.Tensor], Any] | None = None
 
     # nn.Module.train() would switch BatchNorm/Dropout back on; a visualized model stays frozen.
     def train(self, mode: bool = True) -> FeatureModel:  # noqa: ARG002 - signature of nn.Module
@@ -98,26 +100,30 @@ class FeatureModel(nn.Module):
         Args:
             options: which speed-ups; the default folds BatchNorms and uses channels-last.
             keep: layers whose outputs must stay exactly what they were (the objective's
-                layers): a convolution named here keeps its BatchNorm. Asking later for a
-                folded convolution's output raises :class:`ConfigError`.
+                layers): a convolution named here keeps (or gets back) its BatchNorm, so one
+                model can serve many objectives. Asking for a folded convolution's output
+                without naming it here raises :class:`ConfigError`.
 
         Layer names and the values of every non-folded layer are unchanged (up to float
-        rounding, and bf16 rounding with ``amp="bf16"``).
+        rounding, and bf16 rounding with ``amp="bf16"``). Options switch speed-ups on; one
+        left off does not undo an earlier call's.
         """
         options = options or PerfOptions()
-        device = self.mean.device
+        keep = set(keep)
+        restore = [self.folded.pop(name) for name in keep & self.folded.keys()]
+        unfold(self.net, restore)
         if options.fold_bn:
             generator = torch.Generator().manual_seed(0)
-            probe = self.normalize(torch.rand(2, 3, self.input_size, self.input_size, generator=generator).to(device))
-            for conv, bn in fold_batchnorms(self.net, probe, keep=keep):
-                self.folded[conv] = bn
-            self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
+            probe = torch.rand(2, 3, self.input_size, self.input_size, generator=generator).to(self.mean.device)
+            for pair in fold_batchnorms(self.net, self.normalize(probe), keep=keep):
+                self.folded[pair.conv] = pair
+        self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
         if options.channels_last:
             self.net.to(memory_format=torch.channels_last)
             self.channels_last = True
         self.amp_dtype = torch.bfloat16 if options.amp == "bf16" else None
         if options.compile:
-            self._run_net = torch.compile(self.net)
+            self._compiled = torch.compile(self.net.forward)
         return self
 
     def forward(self, images: torch.Tensor, layers: Iterable[str] = (LOGITS,)) -> dict[str, torch.Tensor]:
@@ -130,8 +136,8 @@ class FeatureModel(nn.Module):
         self.check_layers(wanted)
         for layer in wanted & self.folded.keys():
             raise ConfigError(
-                f"layer {layer!r} was merged with its BatchNorm {self.folded[layer]!r} by perf.fold_bn and now returns "
-                f"the output of {self.folded[layer]!r}; ask for {self.folded[layer]!r}, or set perf.fold_bn=false"
+                f"layer {layer!r} was merged with its BatchNorm {self.folded[layer].bn!r} by perf.fold_bn and now "
+                f"returns the output of {self.folded[layer].bn!r}; pass it in optimize(keep=...), or set perf.fold_bn=false"
             )
         captured: dict[str, torch.Tensor] = {}
         hooked = wanted - {LOGITS}
@@ -154,7 +160,7 @@ class FeatureModel(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         try:
             with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
-                out = self._run_net(x)
+                out = (self._compiled or self.net)(x)
             if LOGITS in wanted:
                 captured[LOGITS] = out.logits if hasattr(out, "logits") else out
         except _StopForward:

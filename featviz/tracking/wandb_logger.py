@@ -4,11 +4,11 @@ Per logged step the run gets the loss terms the loop recorded (``opt/objective``
 ``opt/loss``, ``opt/reg/<name>``, ``opt/lr`` and whatever later features add), and every
 ``activation_every`` steps ``opt/activation``: the objective on the *untransformed* image,
 i.e. what the unit does for the picture the user will look at rather than for a jittered,
-rescaled copy. That costs one extra forward pass (about a third of a step), hence its own,
-sparser interval. All are plotted against ``opt/step`` (the loop's own step count, declared
-with ``define_metric``) so curves stay correct whatever else is logged. Images go to ``images/snapshot`` at the
-configured snapshot steps and ``images/final`` at the last step; the summary holds
-``final/<metric>`` for every entry of ``result.final``.
+rescaled copy. That costs one extra forward pass (about half a step on CPU), hence its
+own, sparser interval. All are plotted against ``opt/step`` (the loop's own step count,
+declared with ``define_metric``) so curves stay correct whatever else is logged. Images go
+to ``images/snapshot`` at the configured snapshot steps and ``images/final`` at the last
+step; the summary holds ``final/<metric>`` for every entry of ``result.final``.
 
 Tracking must never cost the user their render: every wandb call is guarded, the first
 failure is reported once and turns the logger off, and the run directory written by
