@@ -19,6 +19,7 @@ from featviz.errors import ConfigError
 from featviz.models import FeatureModel, build_model
 from featviz.objectives import Objective, build_objective
 from featviz.params import ImageParam, build_param
+from featviz.perf import PerfOptions
 from featviz.preconditioning import GRADIENT_KEYS, PARAM_BLUR_KEYS, build_preconditioners
 from featviz.regularizers import Regularizer, build_regularizers
 from featviz.render import Callback, resolve_device
@@ -85,6 +86,14 @@ def optimizer_from_config(cfg: Mapping[str, Any]) -> Callable[[Iterable[nn.Param
     return lambda params: cls(params, **kwargs)
 
 
+def perf_from_config(cfg: Mapping[str, Any] | None) -> PerfOptions:
+    """The ``perf:`` block as :class:`PerfOptions` (absent = the defaults)."""
+    try:
+        return PerfOptions(**dict(cfg or {}))
+    except TypeError as exc:
+        raise ConfigError(f"perf: {exc}; the keys are fold_bn, channels_last, compile, amp, fuse_geometry") from None
+
+
 def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunParts:
     """Build model, objective, param, transforms, regularizers and optimizer from ``cfg``.
 
@@ -107,7 +116,8 @@ def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunP
     tcfg = dict(cfg["transforms"])
     resize = model.input_size if tcfg.pop("resize", True) else None
     scale = tcfg.pop("scale", None)
-    transforms = build_transforms(scale=list(scale) if scale is not None else None, resize=resize, **tcfg)
+    perf = perf_from_config(cfg.get("perf"))
+    transforms = build_transforms(scale=list(scale) if scale is not None else None, resize=resize, fuse_geometry=perf.fuse_geometry, **tcfg)
     rcfg = dict(cfg.get("regularizer") or {})
     batch_cfg = {k: rcfg.pop(k) for k in BATCH_TERM_KEYS if k in rcfg}
     objective, callbacks = with_batch_terms(objective, model, batch, **batch_cfg)
@@ -115,4 +125,8 @@ def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunP
     callbacks = [*build_preconditioners(param, **grad_cfg, **blur_cfg), *callbacks]
     regularizers = build_regularizers(**rcfg)
     optimizer = optimizer_from_config(dict(cfg["optimizer"]))
+    # Last, once every layer the run reads (objective, batch terms, metric callbacks) is known
+    # and can be kept exact.
+    watched = {layer for cb in callbacks if isinstance(layer := getattr(cb, "layer", None), str)}
+    model.optimize(perf, keep=set(objective.layers) | watched)
     return RunParts(model, objective, param, transforms, regularizers, optimizer, generator, device, callbacks)

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from featviz.builders import build_run
 from featviz.directions import Alignment, Direction, Interpolate, RandomDirection
-from featviz.diversity import BATCH_TERM_KEYS, with_batch_terms
+from featviz.diversity import DiversityMetric
 from featviz.errors import ConfigError, UnitOutOfRangeError
 from featviz.objectives import Channel, build_objective
 from featviz.params import SharedFFTImage, build_param
@@ -178,19 +178,17 @@ EXPERIMENTS = ["diversity_facets", "negative_positive", "random_directions", "ne
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_sweeps_build_and_validate(name, lite0):
-    """Every job of every experiment sweep composes, and its objective, batch terms and param build and validate."""
+    """Every job of every experiment sweep composes, builds and validates on the model."""
     jobs = sweep_jobs(name)
     assert len(jobs) >= 2
     shapes = lite0.layer_shapes(64)
     for job in jobs:
         cfg = run_config([f"+experiment={name}", *job])
         assert name in cfg["tags"]
-        batch_cfg = {k: v for k, v in cfg["regularizer"].items() if k in BATCH_TERM_KEYS}
-        objective, callbacks = with_batch_terms(build_objective(**cfg["objective"]), lite0, cfg["batch"], **batch_cfg)
-        objective.validate(shapes, cfg["batch"])
-        pcfg = dict(cfg["param"])
-        assert build_param(pcfg.pop("kind"), batch=cfg["batch"], **pcfg)().shape[0] == cfg["batch"]
-        assert len(callbacks) == (1 if cfg["batch"] >= 2 else 0)
+        parts = build_run(cfg, model=lite0)
+        parts.objective.validate(shapes, cfg["batch"])
+        assert parts.param().shape[0] == cfg["batch"]
+        assert sum(isinstance(c, DiversityMetric) for c in parts.callbacks) == (1 if cfg["batch"] >= 2 else 0)
 
 
 def test_neuron_arithmetic_sweep_is_a_then_b_then_both():

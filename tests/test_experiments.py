@@ -23,14 +23,18 @@ SPECTRUM = ["decorrelated", "frequency", "logits_vs_probs", "lr_noise", "naive",
 FAMILIES = sorted(p.stem for p in (EXPERIMENTS / "family").glob("*.yaml"))
 
 
-def compose_cfg(*overrides: str):
+def compose_cfg(*overrides: str, hydra: bool = False):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=["logger=none", *overrides], return_hydra_config=True)
+        return compose("config", overrides=["logger=none", *overrides], return_hydra_config=hydra)
+
+
+def resolved(*overrides: str) -> dict:
+    return OmegaConf.to_container(compose_cfg(*overrides), resolve=True)  # type: ignore[return-value]
 
 
 def sweep_points(experiment: str) -> list[list[str]]:
     """Every job of the experiment's sweep, as override lists (glob(*) expanded from the folder)."""
-    params = compose_cfg(f"+experiment={experiment}").hydra.sweeper.params or {}
+    params = compose_cfg(f"+experiment={experiment}", hydra=True).hydra.sweeper.params or {}
     parser = OverridesParser.create()
     axes = []
     for key, value in params.items():
@@ -53,8 +57,8 @@ def test_the_figures_and_families_are_all_there() -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_experiment_composes(name: str) -> None:
-    cfg = compose_cfg(f"+experiment={name}")
-    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    cfg = resolved(f"+experiment={name}")  # every interpolation resolves
+    assert cfg["model"]["name"]
 
 
 @pytest.mark.parametrize("name", SPECTRUM)
@@ -62,20 +66,15 @@ def test_every_sweep_point_builds(name: str, lite0) -> None:
     points = sweep_points(name)
     assert points
     for overrides in points:
-        cfg = compose_cfg(f"+experiment={name}", *overrides)
-        container = OmegaConf.to_container(cfg, resolve=True)
-        container.pop("hydra")
-        parts = build_run(container, model=lite0)
+        cfg = resolved(f"+experiment={name}", *overrides)
+        assert cfg["model"]["name"] == "efficientnet_lite0", overrides
+        parts = build_run(cfg, model=lite0)
         lite0.check_layers(parts.objective.layers)
-        assert cfg.model.name == "efficientnet_lite0", overrides
 
 
 def test_spectrum_levels_reach_the_right_knobs(lite0) -> None:
     def parts(family: str, level: str):
-        cfg = compose_cfg("+experiment=spectrum", f"+experiment/family={family}", f"spectrum.level={level}")
-        container = OmegaConf.to_container(cfg, resolve=True)
-        container.pop("hydra")
-        return build_run(container, model=lite0)
+        return build_run(resolved("+experiment=spectrum", f"+experiment/family={family}", f"spectrum.level={level}"), model=lite0)
 
     assert [r.weight for r in parts("tv", "strong").regularizers] == [12000]
     assert parts("none", "weak").regularizers == [] and parts("none", "weak").callbacks == []
