@@ -24,6 +24,10 @@ def main() -> None:
         from featviz.dataset_examples import main as dataset_examples_main
 
         sys.exit(dataset_examples_main(argv[1:]))
+    if argv and argv[0] in ("maco-spectrum", "train-denoiser", "patch-bank"):
+        from featviz.priors import main as priors_main
+
+        sys.exit(priors_main(argv))
     from featviz.app import main as app_main
 
     app_main()

@@ -21,6 +21,7 @@ from featviz.objectives import Objective, build_objective
 from featviz.params import ImageParam, build_param
 from featviz.perf import PerfOptions
 from featviz.preconditioning import GRADIENT_KEYS, PARAM_BLUR_KEYS, build_preconditioners
+from featviz.priors import PRIOR_KEYS, build_priors
 from featviz.regularizers import Regularizer, build_regularizers
 from featviz.render import Callback, resolve_device
 from featviz.transforms import Compose, build_transforms
@@ -123,7 +124,8 @@ def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunP
     objective, callbacks = with_batch_terms(objective, model, batch, **batch_cfg)
     blur_cfg = {k: rcfg.pop(k) for k in PARAM_BLUR_KEYS if k in rcfg}
     callbacks = [*build_preconditioners(param, **grad_cfg, **blur_cfg), *callbacks]
-    regularizers = build_regularizers(**rcfg)
+    prior_cfg = {k: rcfg.pop(k) for k in PRIOR_KEYS if k in rcfg}
+    regularizers = [*build_regularizers(**rcfg), *build_priors(param, **prior_cfg)]
     optimizer = optimizer_from_config(dict(cfg["optimizer"]))
     # Last, once every layer the run reads (objective, batch terms, metric callbacks) is known
     # and can be kept exact.

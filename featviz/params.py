@@ -184,3 +184,8 @@ def build_param(kind: str = "fft", generator: torch.Generator | None = None, **k
     if kind not in PARAMS:
         raise ConfigError(f"unknown param kind {kind!r}; use one of {sorted(PARAMS)}")
     return PARAMS[kind](generator=generator, **kwargs)  # type: ignore[arg-type]
+
+
+# The richer parameterizations (laplacian, cppn, maco, generator) register themselves in
+# PARAMS; imported last because that module builds on the classes above.
+import featviz.params_extra  # noqa: E402,F401

@@ -15,6 +15,7 @@ from featviz.builders import build_run
 from featviz.directions import Alignment, Direction, Interpolate, RandomDirection
 from featviz.diversity import DiversityMetric
 from featviz.errors import ConfigError, UnitOutOfRangeError
+from featviz.models import build_model
 from featviz.objectives import Channel, build_objective
 from featviz.params import SharedFFTImage, build_param
 from featviz.render import render
@@ -176,16 +177,22 @@ def test_config_groups_build_and_validate(overrides):
 EXPERIMENTS = ["diversity_facets", "negative_positive", "random_directions", "neuron_arithmetic", "interpolation"]
 
 
+@pytest.fixture(scope="module")
+def own_lite0():
+    """A model of this module's own: build_run applies the config's perf options to it in place."""
+    return build_model("efficientnet_lite0", device="cpu")
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_sweeps_build_and_validate(name, lite0):
+def test_experiment_sweeps_build_and_validate(name, own_lite0):
     """Every job of every experiment sweep composes, builds and validates on the model."""
     jobs = sweep_jobs(name)
     assert len(jobs) >= 2
-    shapes = lite0.layer_shapes(64)
     for job in jobs:
         cfg = run_config([f"+experiment={name}", *job])
         assert name in cfg["tags"]
-        parts = build_run(cfg, model=lite0)
+        parts = build_run(cfg, model=own_lite0)
+        shapes = parts.model.layer_shapes(64, sorted(parts.objective.layers))
         parts.objective.validate(shapes, cfg["batch"])
         assert parts.param().shape[0] == cfg["batch"]
         assert sum(isinstance(c, DiversityMetric) for c in parts.callbacks) == (1 if cfg["batch"] >= 2 else 0)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,6 +24,10 @@ SPECTRUM = ["decorrelated", "frequency", "logits_vs_probs", "lr_noise", "naive",
 FAMILIES = sorted(p.stem for p in (EXPERIMENTS / "family").glob("*.yaml"))
 
 
+# build_run must not fold BatchNorms into (or re-layout) the shared session model.
+NO_PERF = ["perf.fold_bn=false", "perf.channels_last=false"]
+
+
 def compose_cfg(*overrides: str, hydra: bool = False):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose("config", overrides=["logger=none", *overrides], return_hydra_config=hydra)
@@ -32,8 +37,8 @@ def resolved(*overrides: str) -> dict:
     return OmegaConf.to_container(compose_cfg(*overrides), resolve=True)  # type: ignore[return-value]
 
 
-def sweep_points(experiment: str) -> list[list[str]]:
-    """Every job of the experiment's sweep, as override lists (glob(*) expanded from the folder)."""
+def sweep_axes(experiment: str) -> list[list[str]]:
+    """The experiment's sweep axes, each a list of overrides (glob(*) expanded from the folder)."""
     params = compose_cfg(f"+experiment={experiment}", hydra=True).hydra.sweeper.params or {}
     parser = OverridesParser.create()
     axes = []
@@ -44,7 +49,31 @@ def sweep_points(experiment: str) -> list[list[str]]:
         else:
             values = list(parser.parse_override(f"{key}={value}").sweep_string_iterator())
         axes.append([f"{key}={v}" for v in values])
-    return [list(p) for p in itertools.product(*axes)]
+    return axes
+
+
+def is_group_choice(override: str) -> bool:
+    key = override.split("=", 1)[0].lstrip("+")
+    return "/" in key or (REPO / "conf" / key).is_dir()
+
+
+def sweep_configs(experiment: str):
+    """Yield (overrides, resolved config) for every job of the sweep.
+
+    Composing is the slow part, so each combination of config-group choices is composed
+    once and the plain value axes (e.g. spectrum.level) are applied to a copy.
+    """
+    axes = sweep_axes(experiment)
+    groups = [a for a in axes if is_group_choice(a[0])]
+    values = [a for a in axes if not is_group_choice(a[0])]
+    for choice in itertools.product(*groups):
+        base = compose_cfg(f"+experiment={experiment}", *NO_PERF, *choice)
+        for point in itertools.product(*values):
+            cfg = base.copy()
+            for override in point:
+                key, value = override.split("=", 1)
+                OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+            yield [*choice, *point], OmegaConf.to_container(cfg, resolve=True)
 
 
 def test_the_figures_and_families_are_all_there() -> None:
@@ -63,18 +92,20 @@ def test_every_experiment_composes(name: str) -> None:
 
 @pytest.mark.parametrize("name", SPECTRUM)
 def test_every_sweep_point_builds(name: str, lite0) -> None:
-    points = sweep_points(name)
-    assert points
-    for overrides in points:
-        cfg = resolved(f"+experiment={name}", *overrides)
+    jobs = 0
+    for overrides, cfg in sweep_configs(name):
         assert cfg["model"]["name"] == "efficientnet_lite0", overrides
         parts = build_run(cfg, model=lite0)
         lite0.check_layers(parts.objective.layers)
+        jobs += 1
+    expected = {"spectrum": 39, "objectives": 5, "frequency": 5, "robustness": 4, "decorrelated": 4, "lr_noise": 3}
+    assert jobs == expected.get(name, jobs)
 
 
 def test_spectrum_levels_reach_the_right_knobs(lite0) -> None:
     def parts(family: str, level: str):
-        return build_run(resolved("+experiment=spectrum", f"+experiment/family={family}", f"spectrum.level={level}"), model=lite0)
+        cfg = resolved("+experiment=spectrum", f"+experiment/family={family}", f"spectrum.level={level}", *NO_PERF)
+        return build_run(cfg, model=lite0)
 
     assert [r.weight for r in parts("tv", "strong").regularizers] == [12000]
     assert parts("none", "weak").regularizers == [] and parts("none", "weak").callbacks == []

@@ -71,6 +71,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from featviz.perf import conv_hardtanh, fused_conv_act_available
+
 __all__ = [
     "BN_EPS",
     "BN_MOMENTUM",
@@ -182,24 +184,52 @@ class Conv2dSame(nn.Conv2d):
         total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
         return total // 2, total - total // 2
 
+    def same_pads(self, x: Tensor) -> list[int]:
+        """``[left, right, top, bottom]`` zero padding that makes ``x`` 'SAME' (zeros if built in)."""
+        if self.static_padding:
+            return [0, 0, 0, 0]
+        ih, iw = x.shape[-2:]
+        top, bottom = self._same_pad(int(ih), self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = self._same_pad(int(iw), self.kernel_size[1], self.stride[1], self.dilation[1])
+        return [left, right, top, bottom]
+
     def forward(self, x: Tensor) -> Tensor:
         if self.pointwise and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
             # A 1x1 convolution on NHWC memory is one matrix product over the channel axis;
             # done as such it skips the bias broadcast copy and im2col bookkeeping of the
             # convolution path (same values: the GEMM is the same).
             return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
-        if self.static_padding:
-            return super().forward(x)
-        ih, iw = x.shape[-2:]
-        top, bottom = self._same_pad(int(ih), self.kernel_size[0], self.stride[0], self.dilation[0])
-        left, right = self._same_pad(int(iw), self.kernel_size[1], self.stride[1], self.dilation[1])
-        if top or bottom or left or right:
-            x = F.pad(x, [left, right, top, bottom])
+        pads = self.same_pads(x)
+        if any(pads):
+            x = F.pad(x, pads)
         return super().forward(x)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def _hooked(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def conv_bn_act(x: Tensor, conv: Conv2dSame, bn: nn.Module, act: nn.Module) -> Tensor:
+    """``act(bn(conv(x)))``, as one fused oneDNN call when that computes the same thing.
+
+    That is when the BatchNorm was folded into the convolution (it is an ``nn.Identity``),
+    the activation is a clamp (ReLU6), the weights are frozen, nobody hooks the three
+    modules (a hook must see each output) and the input is float32 NHWC on CPU; see
+    :func:`featviz.perf.conv_hardtanh`. Otherwise the three modules run one by one.
+    """
+    if (
+        isinstance(bn, nn.Identity)
+        and isinstance(act, nn.Hardtanh)
+        and not conv.weight.requires_grad
+        and not (_hooked(conv) or _hooked(bn) or _hooked(act))
+        and fused_conv_act_available(x)
+    ):
+        return conv_hardtanh(x, conv, conv.same_pads(x), float(act.min_val), float(act.max_val))
+    return act(bn(conv(x)))
 
 
 class MBConvBlock(nn.Module):
@@ -228,7 +258,7 @@ class MBConvBlock(nn.Module):
         self.has_skip: bool = stride == 1 and in_channels == out_channels
         mid = in_channels * expand_ratio
 
-        self.expand_conv: Optional[nn.Conv2d] = None
+        self.expand_conv: Optional[Conv2dSame] = None
         self.bn0: Optional[nn.BatchNorm2d] = None
         self.expand_act: Optional[nn.ReLU6] = None
         if expand_ratio != 1:
@@ -246,12 +276,8 @@ class MBConvBlock(nn.Module):
         inputs = x
         if self.expand_conv is not None:
             assert self.bn0 is not None and self.expand_act is not None
-            x = self.expand_conv(x)
-            x = self.bn0(x)
-            x = self.expand_act(x)
-        x = self.depthwise_conv(x)
-        x = self.bn1(x)
-        x = self.depthwise_act(x)
+            x = conv_bn_act(x, self.expand_conv, self.bn0, self.expand_act)
+        x = conv_bn_act(x, self.depthwise_conv, self.bn1, self.depthwise_act)
         x = self.project_conv(x)
         x = self.bn2(x)
         if self.has_skip:
@@ -295,14 +321,10 @@ class EfficientNetLite0(nn.Module):
         self.fc = nn.Linear(HEAD_CHANNELS, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.conv_stem(x)
-        x = self.bn0(x)
-        x = self.stem_act(x)
+        x = conv_bn_act(x, self.conv_stem, self.bn0, self.stem_act)
         for block in self.blocks:
             x = block(x)
-        x = self.conv_head(x)
-        x = self.bn1(x)
-        x = self.head_act(x)
+        x = conv_bn_act(x, self.conv_head, self.bn1, self.head_act)
         x = self.avgpool(x)
         x = torch.flatten(x, 1)
         x = self.dropout(x)
