@@ -11,6 +11,7 @@ cores are)::
     python benchmarks/transfer_table.py --docs docs        # sweeps + report, copied to docs/
     python benchmarks/transfer_table.py --configs pixel:none,pixel:standard,fft:none,fft:standard
     python benchmarks/transfer_table.py --report-only      # report existing sweeps again
+    python benchmarks/transfer_table.py --report-only --view-sensitivity 16   # ranking under other view families
     python benchmarks/transfer_table.py --steps 8 --seeds 0 --classes 281 --out /tmp/t   # smoke test
 
 It prints whether the measured numbers show the claim (exit code 1 if they do not).
@@ -58,6 +59,45 @@ def verdict(table_csv: Path) -> bool:
     return ok
 
 
+#: View families for --view-sensitivity: the default and three single-ingredient variants.
+VIEW_FAMILIES = {
+    "default": {},
+    "no crop": {"crop": (1.0, 1.0)},
+    "blur only": {"crop": (1.0, 1.0), "flip": False, "downscale": (1.0, 1.0)},
+    "flip only": {"crop": (1.0, 1.0), "downscale": (1.0, 1.0), "blur": (0.0, 0.0)},
+}
+
+
+def view_sensitivity(out: Path, views: int) -> str:
+    """Re-score every final.png under each view family: does the ranking depend on the views?"""
+    import json
+    import statistics
+
+    import torch
+
+    from featviz.images import load_png
+    from featviz.metrics import UnseenViews, view_metrics
+    from featviz.models import build_model
+    from featviz.objectives import class_logit
+
+    model = build_model("efficientnet_lite0")
+    cells: dict[tuple[str, str, str], dict[str, list[tuple[float, float]]]] = {}
+    for path in sorted(out.glob("*/*/result.json")):
+        overrides = dict(o.split("=", 1) for o in json.loads(path.read_text())["overrides"])
+        unit = int(overrides["objective.unit"])
+        key = (str(unit), overrides["param"], overrides["transforms"])
+        image = load_png(path.parent / "final.png")[None]
+        for name, kw in VIEW_FAMILIES.items():
+            r = view_metrics(model, class_logit(unit), image, UnseenViews(**kw), views, torch.Generator().manual_seed(0))
+            cells.setdefault(key, {}).setdefault(name, []).append((r["robust/top5"], r["robust/prob"]))
+    lines = ["| class | param | transforms | " + " | ".join(f"{n}: top5 / prob" for n in VIEW_FAMILIES) + " |"]
+    lines.append("| --- | --- | --- | " + " | ".join("---:" for _ in VIEW_FAMILIES) + " |")
+    for key in sorted(cells):
+        vals = [cells[key][n] for n in VIEW_FAMILIES]
+        lines.append("| " + " | ".join(key) + " | " + " | ".join(f"{statistics.fmean(a for a, _ in v):.2f} / {statistics.fmean(b for _, b in v):.3g}" for v in vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "outputs" / "multirun" / "transfer_table", help="sweep directory")
@@ -68,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", default="pixel:none,fft:standard", help="comma-separated param:transforms pairs (must include these two)")
     ap.add_argument("--docs", type=Path, default=None, help="also copy the grid and tables here (docs/ for the README)")
     ap.add_argument("--report-only", action="store_true", help="skip the sweep, report an existing one")
+    ap.add_argument("--view-sensitivity", type=int, default=0, metavar="N", help="also re-score each final image under N views of each view family")
     args = ap.parse_args(argv)
 
     if not args.report_only:
@@ -93,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         for ext in ("md", "csv", "tex"):
             (args.docs / f"transfer_table.{ext}").write_bytes((table_dir / f"metrics.{ext}").read_bytes())
         print(f"copied grid and tables into {args.docs}")
+    if args.view_sensitivity:
+        table = view_sensitivity(args.out, args.view_sensitivity)
+        print(table, end="")
+        if args.docs is not None:
+            (args.docs / "transfer_view_sensitivity.md").write_text(table)
     return 0 if verdict(table_dir / "metrics.csv") else 1
 
 

@@ -97,13 +97,25 @@ def lucent_objective(label: str) -> Any:
     return objectives.channel("fc" if layer == "logits" else layer.replace(".", "_"), unit)
 
 
-def run_lucent(net: torch.nn.Module, label: str, steps: int, seed: int) -> tuple[float, torch.Tensor]:
-    """One lucent render with its defaults (standard transforms, Adam 0.05); (seconds, image)."""
+Timing = tuple[float, float]  # (wall-clock seconds, CPU seconds of this process)
+
+
+def clock() -> Timing:
+    return time.perf_counter(), time.process_time()
+
+
+def since(start: Timing) -> Timing:
+    wall, cpu = clock()
+    return wall - start[0], cpu - start[1]
+
+
+def run_lucent(net: torch.nn.Module, label: str, steps: int, seed: int) -> tuple[Timing, torch.Tensor]:
+    """One lucent render with its defaults (standard transforms, Adam 0.05); (timing, image)."""
     from lucent.optvis import param, render, transform
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-    t0 = time.perf_counter()
+    t0 = clock()
     images = render.render_vis(
         net,
         lucent_objective(label),
@@ -114,18 +126,17 @@ def run_lucent(net: torch.nn.Module, label: str, steps: int, seed: int) -> tuple
         progress=False,
         show_image=False,
     )
-    seconds = time.perf_counter() - t0
-    return seconds, torch.from_numpy(images[-1]).permute(0, 3, 1, 2).float()
+    return since(t0), torch.from_numpy(images[-1]).permute(0, 3, 1, 2).float()
 
 
-def run_featviz(model: torch.nn.Module, label: str, steps: int, seed: int, fuse: bool) -> tuple[float, torch.Tensor]:
-    """One featviz render of the same work; (seconds, image)."""
+def run_featviz(model: torch.nn.Module, label: str, steps: int, seed: int, fuse: bool) -> tuple[Timing, torch.Tensor]:
+    """One featviz render of the same work; (timing, image)."""
     generator = torch.Generator().manual_seed(seed)
     param = FFTImage(128, decorrelate=True, generator=generator)
     transforms = build_transforms(
         pad=12, pad_mode="constant", jitter=8, scale=(0.9, 1.1), rotate=10, jitter_after=4, resize=224, fuse_geometry=fuse
     )
-    t0 = time.perf_counter()
+    t0 = clock()
     result = render(
         model,
         featviz_objective(label),
@@ -137,8 +148,7 @@ def run_featviz(model: torch.nn.Module, label: str, steps: int, seed: int, fuse:
         device="cpu",
         generator=generator,
     )
-    seconds = time.perf_counter() - t0
-    return seconds, result.images
+    return since(t0), result.images
 
 
 @torch.no_grad()
@@ -172,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         layers = featviz_objective(label).layers
         fast = build_model("efficientnet_lite0").optimize(PerfOptions(), keep=layers)
         plain = build_model("efficientnet_lite0")
-        runners: dict[str, Callable[[int], tuple[float, torch.Tensor]]] = {
+        runners: dict[str, Callable[[int], tuple[Timing, torch.Tensor]]] = {
             "lucent": lambda seed: run_lucent(lucent_net, label, args.steps, seed),
             "featviz": lambda seed: run_featviz(fast, label, args.steps, seed, fuse=True),
             "featviz-plain": lambda seed: run_featviz(plain, label, args.steps, seed, fuse=False),
@@ -180,10 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.reps):
             order = sides if rep % 2 == 0 else sides[::-1]  # A/B then B/A
             for side in order:
-                seconds, image = runners[side](rep)
-                runs.append({"target": label, "side": side, "seed": rep, "seconds": seconds,
-                             "steps_per_s": args.steps / seconds, "objective": score(judge, label, image)})
-                print(f"{label:7s} {side:14s} seed {rep}: {args.steps / seconds:6.2f} steps/s  objective {runs[-1]['objective']:.3f}", flush=True)
+                (wall, cpu), image = runners[side](rep)
+                runs.append({"target": label, "side": side, "seed": rep, "wall_s": wall, "cpu_s": cpu,
+                             "steps_per_s": args.steps / wall, "steps_per_cpu_s": args.steps / cpu,
+                             "objective": score(judge, label, image)})
+                print(f"{label:7s} {side:14s} seed {rep}: {args.steps / wall:6.2f} steps/s wall, {args.steps / cpu:6.2f} "
+                      f"per CPU-second, objective {runs[-1]['objective']:.3f}", flush=True)
 
     summary = summarize(runs, targets, sides)
     info["machine_after"] = machine()
@@ -195,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarize(runs: list[dict[str, Any]], targets: list[str], sides: list[str]) -> dict[str, dict[str, Any]]:
-    """Median steps/s and mean final objective per target and side, and featviz/lucent ratios."""
+    """Median steps/s (wall and CPU) and mean final objective per target and side, plus ratios to lucent."""
     out: dict[str, dict[str, Any]] = {}
     for label in targets:
         row: dict[str, Any] = {}
@@ -203,12 +215,15 @@ def summarize(runs: list[dict[str, Any]], targets: list[str], sides: list[str]) 
             mine = [r for r in runs if r["target"] == label and r["side"] == side]
             row[side] = {
                 "steps_per_s": statistics.median(r["steps_per_s"] for r in mine),
+                "steps_per_cpu_s": statistics.median(r["steps_per_cpu_s"] for r in mine),
                 "objective": statistics.mean(r["objective"] for r in mine),
             }
         if "lucent" in row:
             for side in sides:
                 if side != "lucent":
-                    row[f"{side}/lucent"] = row[side]["steps_per_s"] / row["lucent"]["steps_per_s"]
+                    row[f"{side}/lucent"] = {
+                        k: row[side][k] / row["lucent"][k] for k in ("steps_per_s", "steps_per_cpu_s")
+                    }
         out[label] = row
     return out
 
@@ -218,14 +233,13 @@ def print_table(summary: dict[str, dict[str, Any]], sides: list[str], info: dict
     print(f"\n{before['cpu']}, {before['cores']} cores, {before['torch_threads']} torch thread(s), torch {before['torch']}, "
           f"lucent {before['lucent']} (kornia {before['kornia']}); load average {before['load_average'][0]:.1f} before, "
           f"{after['load_average'][0]:.1f} after; {info['steps']} steps x {info['reps']} seeds, medians")
-    head = "target   " + "".join(f"{s + ' steps/s':>22s}" for s in sides)
+    print("steps/s by the wall clock | by this process's CPU time (less sensitive to other load) | final objective")
     ratios = [s for s in sides if s != "lucent" and "lucent" in sides]
-    head += "".join(f"{s + '/lucent':>22s}" for s in ratios) + "".join(f"{s + ' obj':>18s}" for s in sides)
-    print(head)
+    print("target  " + "".join(f"{s:>24s}" for s in sides) + "".join(f"{s + '/lucent':>24s}" for s in ratios) + "".join(f"{s:>15s}" for s in sides))
     for label, row in summary.items():
-        line = f"{label:9s}" + "".join(f"{row[s]['steps_per_s']:22.2f}" for s in sides)
-        line += "".join(f"{row[f'{s}/lucent']:21.2f}x" for s in ratios)
-        line += "".join(f"{row[s]['objective']:18.3f}" for s in sides)
+        line = f"{label:8s}" + "".join(f"{row[s]['steps_per_s']:12.2f}|{row[s]['steps_per_cpu_s']:<11.2f}" for s in sides)
+        line += "".join(f"{row[f'{s}/lucent']['steps_per_s']:11.2f}x|{row[f'{s}/lucent']['steps_per_cpu_s']:<10.2f}x" for s in ratios)
+        line += "".join(f"{row[s]['objective']:15.3f}" for s in sides)
         print(line)
 
 

@@ -254,13 +254,13 @@ def run_directions(args: argparse.Namespace, overrides: Sequence[str]) -> Path:
     from featviz.images import grid, load_png, save_png
     from featviz.objectives import build_objective
 
+    if args.image and not Path(args.image).is_file():
+        raise ConfigError(f"--image {args.image!r} does not exist; pass a PNG/JPEG path or leave it out for a 1/f noise image")
     cfg = _compose(overrides)
     model = _model(cfg)
     objective = build_objective(**dict(cfg.objective))
     size = args.size or int(cfg.param.size)
     if args.image:
-        if not Path(args.image).is_file():
-            raise ConfigError(f"--image {args.image!r} does not exist; pass a PNG/JPEG path or leave it out for a 1/f noise image")
         image = load_png(args.image)[None]
         image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     else:

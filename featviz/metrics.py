@@ -123,6 +123,11 @@ def spectral_slope(images: torch.Tensor, min_bin: int = 2) -> torch.Tensor:
     return (lp - lp.mean(dim=1, keepdim=True)) @ lf_c / (lf_c @ lf_c)
 
 
+def _check_cutoff(cutoff: float) -> None:
+    if not 0 < cutoff < 0.5 * math.sqrt(2):
+        raise ConfigError(f"metrics.hf_cutoff={cutoff} must be in (0, 0.707) cycles per pixel (0.25 = half Nyquist)")
+
+
 def high_frequency_share(images: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
     """Fraction of an image's (non-DC) power above ``cutoff`` cycles per pixel: ``[B]``.
 
@@ -130,8 +135,7 @@ def high_frequency_share(images: torch.Tensor, cutoff: float = 0.25) -> torch.Te
     (the share of the frequency square outside the circle) and natural photos score a few
     per cent.
     """
-    if not 0 < cutoff < 0.5 * math.sqrt(2):
-        raise ConfigError(f"metrics.hf_cutoff={cutoff} must be in (0, 0.707) cycles per pixel (0.25 = half Nyquist)")
+    _check_cutoff(cutoff)
     p = power_spectrum(images)
     r = _frequencies(*p.shape[-2:], p.device)
     total = p.flatten(1).sum(1)
@@ -142,6 +146,11 @@ def high_frequency_share(images: torch.Tensor, cutoff: float = 0.25) -> torch.Te
 # --- convergence -----------------------------------------------------------------------
 
 
+def _check_fraction(fraction: float) -> None:
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"metrics.progress_fraction={fraction} must be in (0, 1]")
+
+
 def steps_to_fraction(history: Sequence[Mapping[str, float]], fraction: float = 0.9, key: str = "objective") -> float:
     """First recorded step at which ``key`` covered ``fraction`` of its way from start to end.
 
@@ -150,8 +159,7 @@ def steps_to_fraction(history: Sequence[Mapping[str, float]], fraction: float = 
     is the literal reading when the start is 0. NaN when the run made no progress. The
     resolution is the run's ``log_every``.
     """
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"metrics.progress_fraction={fraction} must be in (0, 1]")
+    _check_fraction(fraction)
     if not history:
         return math.nan
     start, final = history[0][key], history[-1][key]
@@ -331,8 +339,8 @@ class MetricsCallback(Callback):
     ) -> None:
         if int(views) < 0:
             raise ConfigError(f"metrics.views={views} must be >= 0 (0 leaves out robust/*)")
-        high_frequency_share(torch.zeros(1, 3, 8, 8), hf_cutoff)  # validates the cut-off now, not after the run
-        steps_to_fraction([], progress_fraction)
+        _check_cutoff(hf_cutoff)  # now, not after the run
+        _check_fraction(progress_fraction)
         self.views = int(views)
         self.view_seed = int(view_seed)
         self.view_transform = view_transform or UnseenViews()

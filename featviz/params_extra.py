@@ -289,7 +289,7 @@ def _instantiate(net: nn.Module | Mapping[str, Any]) -> nn.Module:
     from hydra.utils import instantiate  # only this config path needs Hydra
 
     try:
-        module = instantiate(dict(net))
+        module = instantiate(dict(net), _convert_="all")
     except Exception as exc:  # noqa: BLE001 - Hydra wraps the cause; show it with the fix
         raise ConfigError(f"param.net could not be built ({exc}); check param.net._target_ and its arguments") from None
     if not isinstance(module, nn.Module):

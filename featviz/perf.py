@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -178,63 +177,3 @@ def _tensor_of(output: object) -> torch.Tensor:
         return output[0]
     raise TypeError(f"cannot compare network outputs of type {type(output).__name__}")
 
-
-def fused_conv_act_available(x: torch.Tensor) -> bool:
-    """Whether :func:`conv_hardtanh` can run on ``x``: float32 NHWC on a CPU with oneDNN."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.dim() == 4
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    )
-
-
-class _ConvHardtanh(torch.autograd.Function):
-    """``clamp(conv2d(pad(x)) + bias, lo, hi)`` for a frozen convolution, in one oneDNN call.
-
-    The forward runs the convolution with the clamp as a fused post-op (one pass over the
-    output instead of two); the backward returns only the input gradient (the weights are
-    frozen), masking with the saved output, which is inside ``(lo, hi)`` exactly where the
-    pre-activation is, and transposing the convolution.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: list[int],
-                padding: list[int], groups: int, pads: list[int], lo: float, hi: float) -> torch.Tensor:
-        padded = torch.nn.functional.pad(x, pads) if any(pads) else x
-        y = torch.ops.mkldnn._convolution_pointwise(padded, weight, bias, padding, stride, [1, 1], groups, "hardtanh", [lo, hi], "")
-        ctx.save_for_backward(weight, y)
-        ctx.conf = (stride, padding, groups, pads, lo, hi, tuple(padded.shape[-2:]))
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        weight, y = ctx.saved_tensors
-        stride, padding, groups, pads, lo, hi, (ph, pw) = ctx.conf
-        g = torch.ops.aten.hardtanh_backward(grad.contiguous(memory_format=torch.channels_last), y, lo, hi)
-        kh, kw = weight.shape[-2:]
-        if (kh, kw) == (1, 1) and stride == [1, 1] and groups == 1:
-            gx = torch.nn.functional.linear(g.permute(0, 2, 3, 1), weight.flatten(1).t()).permute(0, 3, 1, 2)
-        else:
-            # The transposed convolution's output size is ambiguous for strides > 1; the extra
-            # rows/columns it cannot infer are requested with output_padding.
-            oh = (g.shape[-2] - 1) * stride[0] - 2 * padding[0] + kh
-            ow = (g.shape[-1] - 1) * stride[1] - 2 * padding[1] + kw
-            gx = torch.nn.functional.conv_transpose2d(
-                g, weight, stride=stride, padding=padding, output_padding=(ph - oh, pw - ow), groups=groups
-            )
-        if any(pads):
-            left, right, top, bottom = pads
-            gx = gx[..., top : gx.shape[-2] - bottom, left : gx.shape[-1] - right]
-        return gx, None, None, None, None, None, None, None, None
-
-
-def conv_hardtanh(x: torch.Tensor, conv: nn.Conv2d, pads: list[int], lo: float, hi: float) -> torch.Tensor:
-    """``clamp(conv(pad(x, pads)), lo, hi)`` with ``conv``'s frozen weights, fused (see :class:`_ConvHardtanh`).
-
-    ``pads`` is ``[left, right, top, bottom]`` as for ``F.pad``; call only where
-    :func:`fused_conv_act_available` holds and ``conv.weight`` does not require grad.
-    """
-    return _ConvHardtanh.apply(x, conv.weight, conv.bias, list(conv.stride), list(conv.padding), conv.groups, pads, lo, hi)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from featviz.errors import ConfigError
-from featviz.params import FFTImage, ImageParam, PixelImage, rfft2d_freqs
+from featviz.params import PARAMS, FFTImage, ImageParam, PixelImage, rfft2d_freqs
 from featviz.regularizers import gaussian_blur
 from featviz.render import Callback, RenderContext, RenderResult
 
@@ -37,11 +37,16 @@ GRADIENT_KEYS = ("grad_blur_sigma", "grad_normalize")
 PARAM_BLUR_KEYS = ("param_blur", "param_blur_every")
 
 
+def _kind(param: ImageParam) -> str:
+    """The config name (``param=...``) of a parameterization, for messages."""
+    return next((k for k, cls in PARAMS.items() if cls is type(param)), type(param).__name__)
+
+
 def _pixel_tensor(param: ImageParam, what: str) -> torch.Tensor:
     if not isinstance(param, PixelImage):
         raise ConfigError(
-            f"{what} preconditions the pixel parameterization; use param=pixel (param={type(param).__name__} "
-            f"is already a preconditioner: set {what}=0 or switch to param=pixel)"
+            f"{what} preconditions the pixel parameterization; use param=pixel or set {what}=0 "
+            f"(param={_kind(param)} is already a preconditioner)"
         )
     return param.pixels
 
@@ -199,7 +204,7 @@ class ParamBlur(Preconditioner):
         # Exact types: a subclass may add parameters (shared_fft) that this blur would miss.
         if type(param) not in (PixelImage, FFTImage):
             raise ConfigError(
-                f"regularizer.param_blur works on param=pixel or param=fft, not {type(param).__name__}; "
+                f"regularizer.param_blur works on param=pixel or param=fft, not param={_kind(param)}; "
                 f"use regularizer.blur (a loss term) instead"
             )
 

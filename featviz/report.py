@@ -191,9 +191,15 @@ def _fmt(v: float | None) -> str:
 
 
 def _cell(row: Row, metric: str, pm: str) -> str:
+    """``mean ± std`` with the std at the mean's precision (no more digits than the mean has)."""
     text = _fmt(row.values.get(metric))
-    if metric in row.stds:
-        text += f" {pm} {_fmt(row.stds[metric])}"
+    std = row.stds.get(metric)
+    if std is not None and text != "—":
+        if "e" in text:
+            text += f" {pm} {std:.2g}"
+        else:
+            decimals = len(text.partition(".")[2])
+            text += f" {pm} {std:.{decimals}f}"
     return text
 
 
@@ -251,13 +257,9 @@ def to_csv(rows: Sequence[Row], label_keys: Sequence[str]) -> str:
 # --- the grid --------------------------------------------------------------------------
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
-
-
 def make_grid(runs: Sequence[Run], labels: Sequence[list[str]], steps: Sequence[int], tile: int) -> Image.Image:
     """Rows = runs (text label on the left), columns = snapshot ``steps``; gaps are grey."""
-    font = _font(max(10, tile // 8))
+    font = ImageFont.load_default(size=max(10, tile // 8))
     pad, line_h = 4, max(10, tile // 8) + 3
     draw0 = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_w = max((int(draw0.textlength(t, font=font)) for lines in labels for t in lines), default=0) + 2 * pad

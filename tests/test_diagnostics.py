@@ -19,6 +19,7 @@ from featviz.diagnostics import (
     spatial_layers,
     steepest_directions,
 )
+from featviz.diagnostics import main as diagnostics_main
 from featviz.errors import ConfigError
 from featviz.models import FeatureModel
 
@@ -44,7 +45,7 @@ def tiny_net(stride: int) -> FeatureModel:
 
 def test_phase_contrast_detects_a_checkerboard() -> None:
     board = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2
-    assert phase_contrast(1.0 + board.float()) == pytest.approx(2 / 1.5)
+    assert phase_contrast(1.0 + board.float()) == pytest.approx(1 / 1.5)  # phases average 1 or 2
     assert phase_contrast(torch.ones(32, 32)) == 0.0
     with pytest.raises(ConfigError, match="too small"):
         phase_contrast(torch.ones(10, 10), border=8)
@@ -80,15 +81,19 @@ def test_probe_images_are_seeded() -> None:
 
 
 def test_steepest_directions_order_high_frequencies(lite0) -> None:
-    """The article's claim: L-inf adds high frequencies, the decorrelated space removes them."""
+    """The article's claim: the decorrelated space removes high frequencies.
+
+    (Its other claim, that L-inf adds them, does not show in this share on EfficientNet-Lite0:
+    the plain gradient is already about as high-frequency as its sign; docs/spectrum.md.)
+    """
     image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.4
     objective = objectives.channel("blocks.5", 3)
     d = steepest_directions(lite0, objective, image)
     assert set(d) == {"linf", "l2", "decorrelated"}
     assert set(d["linf"].unique().tolist()) <= {-1.0, 0.0, 1.0}
     shares = {k: hf_share(v) for k, v in d.items()}
-    assert shares["decorrelated"] < 0.5 * shares["l2"]
-    assert shares["l2"] < shares["linf"]
+    assert shares["decorrelated"] < 0.1 * min(shares["l2"], shares["linf"])
+    assert shares["linf"] > 0.5  # the sign spreads power like white noise (0.80 at this cut-off)
     # All three are ascent directions for the same objective.
     g = d["l2"]
     for name, v in d.items():
@@ -111,11 +116,11 @@ def test_checkerboard_command_writes_one_image_per_layer(tmp_path) -> None:
     assert summary["input"] == "grey"
 
 
-def test_directions_command_and_its_errors(tmp_path) -> None:
-    proc = run_cli("directions", "--size", "48", "--out", str(tmp_path), "logger=none", "objective.layer=blocks.3")
-    assert proc.returncode == 0, proc.stderr
+def test_directions_command_and_its_errors(tmp_path, capsys) -> None:
+    assert diagnostics_main(["directions", "--size", "48", "--out", str(tmp_path), "logger=none", "objective.layer=blocks.3"]) == 0
     assert {p.name for p in tmp_path.iterdir()} == {"image.png", "linf.png", "l2.png", "decorrelated.png", "directions.png"}
-    missing = run_cli("directions", "--image", str(tmp_path / "nope.png"), "logger=none")
-    assert missing.returncode == 1 and "does not exist" in missing.stderr
-    bad_layer = run_cli("checkerboard", "--layers", "blocks.99", "--size", "32", "--out", str(tmp_path / "x"), "logger=none")
-    assert bad_layer.returncode == 1 and "blocks.9" in bad_layer.stderr
+    capsys.readouterr()
+    assert diagnostics_main(["directions", "--image", str(tmp_path / "nope.png"), "logger=none"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert diagnostics_main(["checkerboard", "--layers", "blocks.99", "--size", "32", "--out", str(tmp_path / "x"), "logger=none"]) == 1
+    assert "blocks.9" in capsys.readouterr().err

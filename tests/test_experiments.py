@@ -130,6 +130,7 @@ def test_unknown_experiment_lists_the_options() -> None:
 def test_a_tiny_sweep_runs_end_to_end(tmp_path: Path) -> None:
     proc = run_cli(
         "-m", "+experiment=spectrum", "+experiment/family=tv,grad_blur", "spectrum.level=weak", "logger=none",
+        "metrics.enabled=false", "perf.fold_bn=false",
         "steps=2", "param.size=32", "snapshots=[0,2]", "progress=false", f"hydra.sweep.dir={tmp_path}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

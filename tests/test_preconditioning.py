@@ -174,6 +174,7 @@ def test_build_run_wires_config_keys_to_callbacks() -> None:
     overrides = [
         "logger=none", "param=pixel", "param.size=32", "param.grad_blur_sigma=1.0", "param.grad_normalize=3",
         "regularizer.param_blur=0.5", "regularizer.param_blur_every=4", "regularizer.bilateral=10", "device=cpu",
+        "model.weights=none", "perf.fold_bn=false",
     ]
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)

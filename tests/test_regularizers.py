@@ -22,8 +22,8 @@ from featviz.regularizers import (
 )
 from featviz.transforms import build_transforms
 
-SIZE = 48
-STEPS = 16
+SIZE = 40
+STEPS = 12
 
 
 def hf_share(images: torch.Tensor, cutoff: float = 0.25) -> float:

@@ -71,8 +71,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from featviz.perf import conv_hardtanh, fused_conv_act_available
-
 __all__ = [
     "BN_EPS",
     "BN_MOMENTUM",
@@ -209,29 +207,6 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
-def _hooked(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks)
-
-
-def conv_bn_act(x: Tensor, conv: Conv2dSame, bn: nn.Module, act: nn.Module) -> Tensor:
-    """``act(bn(conv(x)))``, as one fused oneDNN call when that computes the same thing.
-
-    That is when the BatchNorm was folded into the convolution (it is an ``nn.Identity``),
-    the activation is a clamp (ReLU6), the weights are frozen, nobody hooks the three
-    modules (a hook must see each output) and the input is float32 NHWC on CPU; see
-    :func:`featviz.perf.conv_hardtanh`. Otherwise the three modules run one by one.
-    """
-    if (
-        isinstance(bn, nn.Identity)
-        and isinstance(act, nn.Hardtanh)
-        and not conv.weight.requires_grad
-        and not (_hooked(conv) or _hooked(bn) or _hooked(act))
-        and fused_conv_act_available(x)
-    ):
-        return conv_hardtanh(x, conv, conv.same_pads(x), float(act.min_val), float(act.max_val))
-    return act(bn(conv(x)))
-
-
 class MBConvBlock(nn.Module):
     """Inverted-residual block without squeeze-excite (EfficientNet-Lite).
 
@@ -276,8 +251,12 @@ class MBConvBlock(nn.Module):
         inputs = x
         if self.expand_conv is not None:
             assert self.bn0 is not None and self.expand_act is not None
-            x = conv_bn_act(x, self.expand_conv, self.bn0, self.expand_act)
-        x = conv_bn_act(x, self.depthwise_conv, self.bn1, self.depthwise_act)
+            x = self.expand_conv(x)
+            x = self.bn0(x)
+            x = self.expand_act(x)
+        x = self.depthwise_conv(x)
+        x = self.bn1(x)
+        x = self.depthwise_act(x)
         x = self.project_conv(x)
         x = self.bn2(x)
         if self.has_skip:
@@ -321,10 +300,14 @@ class EfficientNetLite0(nn.Module):
         self.fc = nn.Linear(HEAD_CHANNELS, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = conv_bn_act(x, self.conv_stem, self.bn0, self.stem_act)
+        x = self.conv_stem(x)
+        x = self.bn0(x)
+        x = self.stem_act(x)
         for block in self.blocks:
             x = block(x)
-        x = conv_bn_act(x, self.conv_head, self.bn1, self.head_act)
+        x = self.conv_head(x)
+        x = self.bn1(x)
+        x = self.head_act(x)
         x = self.avgpool(x)
         x = torch.flatten(x, 1)
         x = self.dropout(x)
