@@ -199,7 +199,8 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         final = run_job(cfg, out_dir)
     except Preempted as exc:  # the whole process was told to stop, so a sweep stops too
         again = f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={out_dir}"
-        print(f"featviz: preempted: {job}{exc}; run the same command with {again} to resume", file=sys.stderr)
+        hint = "" if exc.handed_over else f"; run the same command with {again} to resume"
+        print(f"featviz: preempted: {job}{exc}{hint}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except FeatvizError as exc:
         print(f"featviz: error: {job}{exc}", file=sys.stderr)

@@ -62,13 +62,16 @@ class Preempted(Exception):
     """The render stopped on a signal after saving its state; rerunning resumes it.
 
     ``exit_code`` is what the process should exit with: 128 + the signal number, as if the
-    signal had killed it, or the code a previous handler (submitit's requeue) chose.
+    signal had killed it, or the code a previous handler chose (``handed_over``: e.g.
+    submitit, which has requeued the job by then, so nobody needs to rerun anything).
     """
 
-    def __init__(self, signal_name: str, step: int, steps: int, path: Path, exit_code: int) -> None:
+    def __init__(self, signal_name: str, step: int, steps: int, path: Path, exit_code: int, handed_over: bool = False) -> None:
         where = f"at step {step}/{steps}" if step < steps else "after the last step"
-        super().__init__(f"stopped by {signal_name} {where}; the state is saved in {path}")
+        then = f"; the job's own {signal_name} handler ended it (under submitit: requeued, and the requeued job resumes)" if handed_over else ""
+        super().__init__(f"stopped by {signal_name} {where}; the state is saved in {path}{then}")
         self.signal_name, self.step, self.steps, self.path, self.exit_code = signal_name, step, steps, path, exit_code
+        self.handed_over = handed_over
 
 
 class Checkpointer(Callback):
@@ -128,7 +131,7 @@ class Checkpointer(Callback):
             except SystemExit as exc:
                 self._uninstall()
                 code = exc.code if isinstance(exc.code, int) else 1
-                raise Preempted(name, step, ctx.steps, self.path, code) from exc
+                raise Preempted(name, step, ctx.steps, self.path, code, handed_over=True) from exc
             return
         self._uninstall()
         raise Preempted(name, step, ctx.steps, self.path, 128 + signum)

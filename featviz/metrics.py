@@ -389,11 +389,24 @@ def build_metrics_callback(cfg: Mapping[str, Any], device: str | torch.device = 
     cfg = dict(cfg)
     if not cfg.get("enabled", True):
         return None
-    eval_model = None
+    views = UnseenViews(
+        crop=tuple(cfg.get("view_crop", (0.7, 0.9))),  # type: ignore[arg-type]
+        flip=bool(cfg.get("view_flip", True)),
+        downscale=tuple(cfg.get("view_downscale", (0.5, 0.8))),  # type: ignore[arg-type]
+        blur=tuple(cfg.get("view_blur", (0.5, 1.0))),  # type: ignore[arg-type]
+    )
+    callback = MetricsCallback(
+        views=int(cfg.get("views", 16)),
+        view_seed=int(cfg.get("view_seed", 0)),
+        view_transform=views,
+        hf_cutoff=float(cfg.get("hf_cutoff", 0.25)),
+        progress_fraction=float(cfg.get("progress_fraction", 0.9)),
+    )
+    # The eval model last: the cheap checks above fail before a network is loaded.
     name = cfg.get("eval_model")
     if name not in (None, "", "none", "null"):
         try:
-            eval_model = build_model(str(name), weights=cfg.get("eval_weights", "imagenet"), device=device)
+            callback.eval_model = build_model(str(name), weights=cfg.get("eval_weights", "imagenet"), device=device)
         except WeightsError as exc:
             log.warning(
                 "metrics.eval_model=%s is unavailable, so transfer/* is left out (robust/* remains): %s "
@@ -401,17 +414,4 @@ def build_metrics_callback(cfg: Mapping[str, Any], device: str | torch.device = 
                 name,
                 exc,
             )
-    views = UnseenViews(
-        crop=tuple(cfg.get("view_crop", (0.7, 0.9))),  # type: ignore[arg-type]
-        flip=bool(cfg.get("view_flip", True)),
-        downscale=tuple(cfg.get("view_downscale", (0.5, 0.8))),  # type: ignore[arg-type]
-        blur=tuple(cfg.get("view_blur", (0.5, 1.0))),  # type: ignore[arg-type]
-    )
-    return MetricsCallback(
-        views=int(cfg.get("views", 16)),
-        view_seed=int(cfg.get("view_seed", 0)),
-        view_transform=views,
-        eval_model=eval_model,
-        hf_cutoff=float(cfg.get("hf_cutoff", 0.25)),
-        progress_fraction=float(cfg.get("progress_fraction", 0.9)),
-    )
+    return callback

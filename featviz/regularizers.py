@@ -122,18 +122,21 @@ def bilateral_filter(images: torch.Tensor, sigma: float, range_sigma: float) -> 
     near zero, so edges stay sharp while flat regions are smoothed (Tyka 2016 used this to
     keep edges that a Gaussian blur would wash out).
     """
-    b, c, h, w = images.shape
+    h, w = images.shape[-2:]
     r = max(1, int(math.ceil(2 * sigma)))
-    offsets = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
-    dist2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
-    spatial = torch.exp(-0.5 * dist2 / sigma**2).flatten()  # [K]
-    k = spatial.numel()
     # Reflect padding needs r < side; replicate works for any side and only affects borders.
-    mode = "reflect" if r < min(h, w) else "replicate"
-    windows = F.unfold(F.pad(images, [r, r, r, r], mode=mode), kernel_size=2 * r + 1).view(b, c, k, h, w)
-    colour2 = ((windows - images[:, :, None]) ** 2).sum(1, keepdim=True)  # [B, 1, K, H, W]
-    weights = spatial.view(1, 1, k, 1, 1) * torch.exp(-0.5 * colour2 / range_sigma**2)
-    return (weights * windows).sum(2) / weights.sum(2)
+    padded = F.pad(images, [r, r, r, r], mode="reflect" if r < min(h, w) else "replicate")
+    num = torch.zeros_like(images)
+    den = torch.zeros_like(images[:, :1])
+    # One shifted view per window offset: about half the time of one unfolded 5-D tensor.
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            shifted = padded[..., r + dy : r + dy + h, r + dx : r + dx + w]
+            colour2 = ((shifted - images) ** 2).sum(1, keepdim=True)
+            weight = torch.exp(-0.5 * (dx * dx + dy * dy) / sigma**2 - 0.5 * colour2 / range_sigma**2)
+            num += weight * shifted
+            den += weight
+    return num / den
 
 
 class Bilateral(FilterPull):

@@ -94,6 +94,12 @@ def summarize(sweep_dir: str | Path) -> dict[str, Any]:
     }
 
 
+def _distinct(overrides: list[str], jobs: list[dict[str, Any]]) -> list[str]:
+    """The overrides that tell this job apart from the others (those all jobs share are noise here)."""
+    shared = set.intersection(*(set(j["overrides"]) for j in jobs)) if len(jobs) > 1 else set()
+    return [o for o in overrides if o not in shared]
+
+
 class SweepSummary(Callback):
     """Hydra callback: write ``summary.json`` at the end of a multirun, fail if a job did."""
 
@@ -107,6 +113,7 @@ class SweepSummary(Callback):
         counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
         print(f"featviz: sweep of {summary['total']} jobs: {counts or 'none ran'}; summary in {path}")
         for job in summary["not_completed"]:
-            print(f"featviz:   job {job['job']} {job['status']} [{' '.join(job['overrides'])}]: {job.get('error', '')}", file=sys.stderr)
+            which = " ".join(_distinct(job["overrides"], summary["jobs"]))
+            print(f"featviz:   job {job['job']} {job['status']} [{which}]: {job.get('error', '')}", file=sys.stderr)
         if summary["not_completed"] and self.fail_on_error:
             sys.exit(1)

@@ -155,9 +155,16 @@ def sweep_jobs(experiment: str) -> list[list[str]]:
 
 
 def run_config(overrides: list[str]) -> dict:
+    """A job's resolved config; BatchNorm folding is off because these tests build many configs on one model."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["logger=none", *overrides])
+        cfg = compose("config", overrides=["logger=none", "perf.fold_bn=false", *overrides])
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def own_lite0():
+    """A model of this module's own: build_run applies the config's perf options to it in place."""
+    return build_model("efficientnet_lite0", device="cpu")
 
 
 @pytest.mark.parametrize(
@@ -168,19 +175,13 @@ def run_config(overrides: list[str]) -> dict:
         ["objective=interpolate", "param=shared_fft", "batch=3", "regularizer.alignment=0.1", "regularizer.alignment_layer=blocks.3"],
     ],
 )
-def test_config_groups_build_and_validate(overrides):
+def test_config_groups_build_and_validate(overrides, own_lite0):
     cfg = run_config(["param.size=32", "transforms=none", "transforms.resize=false", "steps=1", *overrides])
-    parts = build_run(cfg)
+    parts = build_run(cfg, model=own_lite0)
     render(parts.model, parts.objective, param=parts.param, transforms=parts.transforms, steps=1, generator=parts.generator, device="cpu")
 
 
 EXPERIMENTS = ["diversity_facets", "negative_positive", "random_directions", "neuron_arithmetic", "interpolation"]
-
-
-@pytest.fixture(scope="module")
-def own_lite0():
-    """A model of this module's own: build_run applies the config's perf options to it in place."""
-    return build_model("efficientnet_lite0", device="cpu")
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -114,7 +114,7 @@ class FeatureModel(nn.Module):
         unfold(self.net, restore)
         if options.fold_bn:
             generator = torch.Generator().manual_seed(0)
-            probe = torch.rand(2, 3, self.input_size, self.input_size, generator=generator).to(self.mean.device)
+            probe = torch.rand(1, 3, self.input_size, self.input_size, generator=generator).to(self.mean.device)
             for pair in fold_batchnorms(self.net, self.normalize(probe), keep=keep):
                 self.folded[pair.conv] = pair
         self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
