@@ -9,8 +9,8 @@ metrics here make that difference measurable:
 
 * ``objective_clean``: the objective on the untransformed final image;
 * ``hf_share`` and ``spectral_slope``: how much power sits at high spatial frequencies, and
-  the log-log slope of the radially averaged power spectrum (natural photos sit near -2,
-  white noise at 0);
+  the log-log slope of the radially averaged power spectrum (1/f-amplitude noise -2,
+  white noise 0; the scikit-image sample photos measure -2.2 to -3.1);
 * ``tv``: total variation, the same definition as the TV regularizer;
 * ``steps_to_90``: how fast the objective got there;
 * ``robust/*``: the objective (and, for class objectives, top-1 / top-5 / probability of
@@ -110,8 +110,8 @@ def radial_power(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def spectral_slope(images: torch.Tensor, min_bin: int = 2) -> torch.Tensor:
     """Least-squares slope of log power against log frequency, per image: ``[B]``.
 
-    Power falls as ``1/f**2`` in natural photos (slope near -2); white noise is flat
-    (slope 0). Bins below ``min_bin`` are left out because the window spreads the lowest
+    Power falls roughly as ``1/f**2`` in natural scenes (slope -2; compressed or defocused
+    photos fall faster); white noise is flat (slope 0). Bins below ``min_bin`` are left out because the window spreads the lowest
     frequencies into each other.
     """
     freqs, power = radial_power(images)

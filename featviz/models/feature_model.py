@@ -67,6 +67,7 @@ class FeatureModel(nn.Module):
         self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
         # Set by optimize(): convolutions that now return their folded BatchNorm's output.
         self.folded: dict[str, FoldedPair] = {}
+        self._fold_done = False
         self.channels_last = False
         self.amp_dtype: torch.dtype | None = None
         # A compiled bound method, not a module, so the network is not registered twice.
@@ -106,23 +107,27 @@ class FeatureModel(nn.Module):
 
         Layer names and the values of every non-folded layer are unchanged (up to float
         rounding, and bf16 rounding with ``amp="bf16"``). Options switch speed-ups on; one
-        left off does not undo an earlier call's.
+        left off does not undo an earlier call's. Folding happens once (it costs probe
+        passes); later calls only give back the pairs that ``keep`` names, so building many
+        runs on one model (a sweep, the units mode) stays cheap.
         """
         options = options or PerfOptions()
         keep = set(keep)
         restore = [self.folded.pop(name) for name in keep & self.folded.keys()]
         unfold(self.net, restore)
-        if options.fold_bn:
+        if options.fold_bn and not self._fold_done:
+            self._fold_done = True
             generator = torch.Generator().manual_seed(0)
             probe = torch.rand(1, 3, self.input_size, self.input_size, generator=generator).to(self.mean.device)
             for pair in fold_batchnorms(self.net, self.normalize(probe), keep=keep):
                 self.folded[pair.conv] = pair
         self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
-        if options.channels_last:
+        if options.channels_last and not self.channels_last:
             self.net.to(memory_format=torch.channels_last)
             self.channels_last = True
-        self.amp_dtype = torch.bfloat16 if options.amp == "bf16" else None
-        if options.compile:
+        if options.amp == "bf16":
+            self.amp_dtype = torch.bfloat16
+        if options.compile and self._compiled is None:
             self._compiled = torch.compile(self.net.forward)
         return self
 
