@@ -4,11 +4,10 @@ The article's "Interaction between Neurons" treats a layer's activations at one 
 a vector whose basis directions are the neurons; any other vector is a "direction" that can
 be visualized just like a neuron. This module holds the objectives for that view:
 
-* :class:`Direction`: the dot product of the activations with a vector (dense, or sparse as
-  ``{unit: weight}``, which is neuron arithmetic: ``{3: 1, 7: 1}`` is channel 3 + channel 7;
-  ``units=[3, 7]`` in a config),
-  optionally times the cosine similarity to a power so the activation must *point* along the
-  vector rather than merely grow in its positive components;
+* :class:`Direction`: the dot product of the activations with a vector, optionally times
+  the cosine similarity to a power so the activation must *point* along the vector rather
+  than merely grow in its positive components. A sparse vector ``{unit: weight}`` is neuron
+  arithmetic: ``{3: 1, 7: 1}`` is channel 3 + channel 7 (``units=[3, 7]`` in a config);
 * :class:`RandomDirection`: a unit vector drawn from its own seed;
 * :class:`Interpolate`: a batch whose objectives blend from A (first image) to B (last);
 * :class:`Alignment`: a penalty on differences between neighbouring images of a batch, so

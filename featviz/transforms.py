@@ -70,7 +70,9 @@ def warp(images: torch.Tensor, mats: torch.Tensor, size: Size | None = None) -> 
 
     ``size`` is the output ``(height, width)``; the input's by default.
     """
-    theta = mats[:, :2, :].to(device=images.device, dtype=images.dtype)
+    # The maps are drawn on the CPU generator; a non-blocking copy keeps the GPU queue running
+    # (a plain copy to CUDA would wait for every queued kernel, once per step).
+    theta = mats[:, :2, :].to(device=images.device, dtype=images.dtype, non_blocking=True)
     out = [*images.shape[:2], *(size or images.shape[-2:])]
     grid = F.affine_grid(theta, out, align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

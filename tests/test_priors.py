@@ -169,7 +169,7 @@ def compose_cfg(*overrides: str) -> dict:
         ("cppn", lambda p: isinstance(p.param, CPPNImage) and len(p.param.weights) == 5),
         ("maco", lambda p: isinstance(p.param, MacoImage)),
         ("denoiser", lambda p: [(r.name, r.weight) for r in p.regularizers] == [("denoiser", 2000.0)]),
-        ("patch", lambda p: [(r.name, r.weight) for r in p.regularizers] == [("patch", 400.0)]),
+        ("patch", lambda p: [(r.name, r.weight) for r in p.regularizers] == [("patch", 25000.0)]),
     ],
 )
 def test_spectrum_families_reach_their_knobs(lite0, family, check):
@@ -179,6 +179,6 @@ def test_spectrum_families_reach_their_knobs(lite0, family, check):
 
 
 def test_learned_priors_experiment_builds(lite0):
-    cfg = compose_cfg("+experiment=learned_priors", "param=cppn", "regularizer.patch=400")
+    cfg = compose_cfg("+experiment=learned_priors", "param=cppn", "regularizer.patch=5000")
     parts = build_run(cfg, model=lite0)
     assert isinstance(parts.param, CPPNImage) and [r.name for r in parts.regularizers] == ["patch"]

@@ -115,6 +115,9 @@ class FeatureModel(nn.Module):
         keep = set(keep)
         restore = [self.folded.pop(name) for name in keep & self.folded.keys()]
         unfold(self.net, restore)
+        if self.channels_last:
+            for pair in restore:
+                pair.original_conv.to(memory_format=torch.channels_last)
         if options.fold_bn and not self._fold_done:
             self._fold_done = True
             generator = torch.Generator().manual_seed(0)
