@@ -1,4 +1,5 @@
-"""``python -m featviz [overrides]`` renders; ``layers``, ``report``, ``checkerboard``, ``directions`` and ``dataset-examples`` are subcommands."""
+"""``python -m featviz [overrides]`` renders; ``layers``, ``report``, ``checkerboard``, ``directions``, ``dataset-examples``,
+``maco-spectrum``, ``train-denoiser`` and ``patch-bank`` are subcommands."""
 
 from __future__ import annotations
 

@@ -127,8 +127,7 @@ def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunP
     prior_cfg = {k: rcfg.pop(k) for k in PRIOR_KEYS if k in rcfg}
     regularizers = [*build_regularizers(**rcfg), *build_priors(param, **prior_cfg)]
     optimizer = optimizer_from_config(dict(cfg["optimizer"]))
-    # Last, once every layer the run reads (objective, batch terms, metric callbacks) is known
-    # and can be kept exact.
-    watched = {layer for cb in callbacks if isinstance(layer := getattr(cb, "layer", None), str)}
-    model.optimize(perf, keep=set(objective.layers) | watched)
+    # Last, once the objective (with its batch terms) is known: its layers stay exact. Any
+    # other folded convolution a callback reads later is unfolded when asked for.
+    model.optimize(perf, keep=objective.layers)
     return RunParts(model, objective, param, transforms, regularizers, optimizer, generator, device, callbacks)

@@ -67,7 +67,7 @@ class Preempted(Exception):
     """
 
     def __init__(self, signal_name: str, step: int, steps: int, path: Path, exit_code: int, handed_over: bool = False) -> None:
-        where = f"at step {step}/{steps}" if step < steps else "after the last step"
+        where = f"at step {step}/{steps}"
         then = f"; the job's own {signal_name} handler ended it (under submitit: requeued, and the requeued job resumes)" if handed_over else ""
         super().__init__(f"stopped by {signal_name} {where}; the state is saved in {path}{then}")
         self.signal_name, self.step, self.steps, self.path, self.exit_code = signal_name, step, steps, path, exit_code
@@ -150,9 +150,10 @@ class Checkpointer(Callback):
 
     def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
         self.path.unlink(missing_ok=True)  # the run's files now say everything a checkpoint could
-        if self._received is not None:
-            self._yield_to_signal(ctx, ctx.steps)
+        received, self._received = self._received, None
         self._uninstall()
+        if received is not None:  # the run is complete: the signal now does what it would have done
+            signal.raise_signal(received)
 
     def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
         self._uninstall()

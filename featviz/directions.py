@@ -30,9 +30,9 @@ COSSIM_FLOOR = 0.1
 _EPS = 1e-4
 
 
-def _require_batch(name: str, batch: int) -> None:
+def _require_batch(what: str, batch: int) -> None:
     if batch < 2:
-        raise ConfigError(f"{name} compares the images of a batch with each other; set batch >= 2 (e.g. batch=4)")
+        raise ConfigError(f"{what}; set batch >= 2 (e.g. batch=6)")
 
 
 class DirectionBase(LayerObjective):
@@ -90,7 +90,7 @@ class Direction(DirectionBase):
         self.dense: torch.Tensor | None = None
         if isinstance(vector, Mapping):
             if not vector:
-                raise ConfigError("objective.units is empty; give at least one {channel: weight} entry")
+                raise ConfigError("objective.units is empty; list at least one channel, e.g. objective.units=[3]")
             self.sparse = {int(k): float(v) for k, v in vector.items()}
             label = "+".join(f"{w:g}*{u}" for u, w in self.sparse.items())
         else:
@@ -120,7 +120,7 @@ class Direction(DirectionBase):
         elif self.dense is not None and self.dense.numel() != channels:
             raise ConfigError(
                 f"objective.vector has {self.dense.numel()} entries but layer {self.layer!r} has {channels} channels; "
-                f"give one weight per channel, or use objective.units={{channel: weight}}"
+                f"give one weight per channel, or list channels with objective.units=[3,[17,0.5]] (and objective.vector=null)"
             )
 
 
@@ -165,7 +165,7 @@ class Interpolate(Objective):
         return (1 - t) * sa + t * sb
 
     def validate(self, shapes: Shapes, batch: int) -> None:
-        _require_batch("objective=interpolate", batch)
+        _require_batch("objective=interpolate blends from the first image of the batch to the last", batch)
         self.a.validate(shapes, batch)
         self.b.validate(shapes, batch)
 
@@ -198,7 +198,7 @@ class Alignment(LayerObjective):
         return -penalty
 
     def validate(self, shapes: Shapes, batch: int) -> None:
-        _require_batch("regularizer.alignment", batch)
+        _require_batch("regularizer.alignment pulls neighbouring images of the batch together", batch)
 
 
 # --- config constructors (the `OBJECTIVES` registry in featviz.objectives points here) ------

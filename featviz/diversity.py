@@ -126,13 +126,17 @@ def feature_cossim(act: torch.Tensor) -> float:
 class DiversityMetric(Callback):
     """Adds ``diversity`` (1 - :func:`feature_cossim`) and ``feature_cossim`` to ``result.final``.
 
-    Measured on the final, untransformed images resized to the model's input. Place it
-    before the :class:`~featviz.outputs.RunWriter` so the writer and loggers record it.
-    Batches of one have no pairs and are left alone.
+    Measured on the final, untransformed images resized to the model's input. With
+    ``main``, the objective *without* the batch terms, it also adds ``objective_main`` (its
+    batch mean on those images): the logged ``objective`` includes the diversity and
+    alignment terms, so this is the number that says what a diversity weight costs the unit.
+    Place it before the :class:`~featviz.outputs.RunWriter` so the writer and loggers record
+    it. Batches of one have no pairs and are left alone.
     """
 
-    def __init__(self, layer: str) -> None:
+    def __init__(self, layer: str, main: Objective | None = None) -> None:
         self.layer = layer
+        self.main = main
 
     def on_start(self, ctx: RenderContext) -> None:
         # Fail before the optimization, not after it, when the layer does not exist.
@@ -146,11 +150,14 @@ class DiversityMetric(Callback):
         images = images.to(ctx.device)
         if images.shape[-1] != size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        layers = {self.layer} | (self.main.layers if self.main is not None else set())
         with torch.no_grad():
-            act = ctx.model(images, [self.layer])[self.layer]
-        cossim = feature_cossim(act)
+            acts = ctx.model(images, layers)
+        cossim = feature_cossim(acts[self.layer])
         result.final["feature_cossim"] = cossim
         result.final["diversity"] = 1.0 - cossim
+        if self.main is not None:
+            result.final["objective_main"] = float(self.main(acts).mean())
 
 
 def deepest_layer(objective: Objective, model: FeatureModel) -> str:
@@ -175,7 +182,8 @@ def with_batch_terms(
     ``objective - diversity * DIVERSITY_KINDS[diversity_kind](diversity_layer)
     + alignment * Alignment(alignment_layer)``, each left out at weight 0. Layers default to
     the objective's deepest layer. Every run with ``batch >= 2`` gets a
-    :class:`DiversityMetric` at ``diversity_layer`` (or that default).
+    :class:`DiversityMetric` at ``diversity_layer`` (or that default), which also scores the
+    objective without the terms when any is on.
     """
     weights = {"diversity": diversity, "alignment": alignment}
     for key, weight in weights.items():
@@ -189,9 +197,10 @@ def with_batch_terms(
         raise ConfigError(f"regularizer.diversity_kind={diversity_kind!r}; use one of {sorted(DIVERSITY_KINDS)}")
     default = deepest_layer(objective, model)
     metric_layer = diversity_layer or default
+    main = objective if weights["diversity"] > 0 or weights["alignment"] > 0 else None
     if weights["diversity"] > 0:
         objective = objective - weights["diversity"] * DIVERSITY_KINDS[diversity_kind](metric_layer)
     if weights["alignment"] > 0:
         objective = objective + weights["alignment"] * Alignment(alignment_layer or default)
-    callbacks: list[Callback] = [DiversityMetric(metric_layer)] if batch >= 2 else []
+    callbacks: list[Callback] = [DiversityMetric(metric_layer, main)] if batch >= 2 else []
     return objective, callbacks

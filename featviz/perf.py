@@ -3,7 +3,7 @@
 A visualized network is frozen and in eval mode, so each BatchNorm that directly follows a
 convolution is a fixed per-channel affine map and can be folded into that convolution's
 weight and bias. That removes every BatchNorm from the forward *and* the backward pass,
-about a sixth of a step on CPU for EfficientNet-Lite0. The folded BatchNorm becomes an
+about a fifth of the network's time on CPU for EfficientNet-Lite0 (docs/performance.md). The folded BatchNorm becomes an
 ``nn.Identity`` under the same name, so a hook on it still sees the same values.
 
 Pairs are found by watching one probe forward pass (a BatchNorm whose input is the very
@@ -47,10 +47,10 @@ class PerfOptions:
         fold_bn: fold eval-mode BatchNorms into the convolutions that feed them.
         channels_last: keep activations in NHWC order, which oneDNN (CPU) and cuDNN (CUDA)
             convolutions run faster, depthwise ones especially.
-        compile: wrap the network in ``torch.compile`` (slow first step; pays off on long
-            runs, mostly on CUDA).
-        amp: ``none`` or ``bf16``: run the network under bfloat16 autocast (CUDA, or CPUs
-            with AMX); changes results by bf16 rounding, so it is off by default.
+        compile: wrap the network in ``torch.compile``; meant for CUDA (on the CPU it was
+            measured slower, after minutes of compiling).
+        amp: ``none`` or ``bf16``: run the network under bfloat16 autocast; meant for CUDA
+            (slower on an AMX CPU as measured) and it changes results by bf16 rounding.
         fuse_geometry: resample once for jitter, scale, rotate, jitter and resize together
             (see :class:`featviz.transforms.Compose`); used where transforms are built.
     """
@@ -93,7 +93,8 @@ def find_conv_bn_pairs(net: nn.Module, probe: torch.Tensor) -> list[tuple[str, s
     for module, name in names.items():
         if isinstance(module, _CONVS):
             handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, _BATCHNORMS):
+        elif isinstance(module, _BATCHNORMS) and module.running_mean is not None and module.running_var is not None:
+            # Without running statistics a BatchNorm normalizes by the batch: no fixed map to fold.
             handles.append(module.register_forward_pre_hook(bn_pre_hook))
     try:
         with torch.no_grad():
@@ -108,10 +109,9 @@ def find_conv_bn_pairs(net: nn.Module, probe: torch.Tensor) -> list[tuple[str, s
 def _fold_into(conv: nn.Module, bn: nn.Module) -> None:
     """Rewrite ``conv``'s weight and bias so that ``conv(x) == bn(old_conv(x))`` in eval mode."""
     assert isinstance(conv, _CONVS) and isinstance(bn, _BATCHNORMS)
-    var = bn.running_var if bn.running_var is not None else torch.ones_like(conv.weight[:, 0, 0, 0])
-    mean = bn.running_mean if bn.running_mean is not None else torch.zeros_like(var)
-    scale = torch.rsqrt(var + bn.eps)
-    shift = -mean * scale
+    assert bn.running_mean is not None and bn.running_var is not None
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    shift = -bn.running_mean * scale
     if bn.affine:
         scale = scale * bn.weight
         shift = shift * bn.weight + bn.bias

@@ -101,8 +101,19 @@ def test_metric_callback_is_recorded_by_the_writer(lite0, tmp_path):
     assert result.final["diversity"] == pytest.approx(1 - result.final["feature_cossim"])
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["final"]["diversity"] == pytest.approx(result.final["diversity"])
+    assert "objective_main" not in result.final
     with pytest.raises(UnknownLayerError):
         _render(lite0, 0.0, steps=1, callbacks=[DiversityMetric("blocks.99")])
+
+
+def test_metric_scores_the_objective_without_the_batch_terms(lite0):
+    main = Channel("blocks.3", 5)
+    result = _render(lite0, 30.0, steps=1, callbacks=[DiversityMetric("blocks.3", main)])
+    with torch.no_grad():
+        images = torch.nn.functional.interpolate(result.images, size=(224, 224), mode="bilinear", align_corners=False)
+        acts = lite0(images, ["blocks.3"])
+    assert result.final["objective_main"] == pytest.approx(float(main(acts).mean()), abs=1e-5)
+    assert result.final["objective_main"] != pytest.approx(result.final["objective"], abs=1e-3)
 
 
 def test_with_batch_terms_defaults_and_errors(lite0):
@@ -110,9 +121,11 @@ def test_with_batch_terms_defaults_and_errors(lite0):
     obj, callbacks = with_batch_terms(main, lite0, batch=4, diversity=50.0, alignment=0.5, alignment_layer="blocks.1")
     names = obj.name
     assert "gram_diversity(blocks.4)" in names and "alignment(blocks.1)" in names  # deepest layer by default
-    assert [type(c) for c in callbacks] == [DiversityMetric] and callbacks[0].layer == "blocks.4"
+    assert [type(c) for c in callbacks] == [DiversityMetric] and callbacks[0].layer == "blocks.4" and callbacks[0].main is main
     same, none = with_batch_terms(main, lite0, batch=1)
     assert same is main and none == []
+    plain, (metric,) = with_batch_terms(main, lite0, batch=3)
+    assert plain is main and metric.main is None
     style, _ = with_batch_terms(main, lite0, batch=2, diversity=1.0, diversity_kind="style", diversity_layer="blocks.2")
     assert "style_diversity(blocks.2)" in style.name
     with pytest.raises(ConfigError, match="diversity_kind"):
@@ -123,8 +136,9 @@ def test_with_batch_terms_defaults_and_errors(lite0):
         with_batch_terms(main, lite0, batch=2, alignment="lots")
 
 
-def test_build_run_reads_the_regularizer_group():
+def test_build_run_reads_the_regularizer_group(lite0):
     base = {
+        "perf": {"fold_bn": False, "channels_last": False},  # leave the shared model as it is
         "seed": 0,
         "steps": 1,
         "batch": 2,
@@ -135,12 +149,12 @@ def test_build_run_reads_the_regularizer_group():
         "transforms": {"resize": False},
         "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.05},
     }
-    parts = build_run({**base, "regularizer": {"tv": 0.0, "diversity": 10.0, "diversity_layer": "blocks.2", "diversity_kind": "gram", "alignment": 0.0, "alignment_layer": None}})
+    parts = build_run({**base, "regularizer": {"tv": 0.0, "diversity": 10.0, "diversity_layer": "blocks.2", "diversity_kind": "gram", "alignment": 0.0, "alignment_layer": None}}, model=lite0)
     assert "gram_diversity(blocks.2)" in parts.objective.name
     assert [c.layer for c in parts.callbacks] == ["blocks.2"]
     assert parts.regularizers == []
-    single = build_run({**base, "batch": 1, "regularizer": {"diversity": 0.0}})
+    single = build_run({**base, "batch": 1, "regularizer": {"diversity": 0.0}}, model=lite0)
     assert single.callbacks == [] and "diversity" not in single.objective.name
     with pytest.raises(ConfigError, match="batch >= 2"):
-        bad = build_run({**base, "batch": 1, "regularizer": {"diversity": 10.0}})
+        bad = build_run({**base, "batch": 1, "regularizer": {"diversity": 10.0}}, model=lite0)
         render(bad.model, bad.objective, param=bad.param, transforms=bad.transforms, steps=1, device="cpu")

@@ -182,7 +182,8 @@ def test_generator_errors(tmp_path, checkpoint):
 
 def compose_cfg(*overrides: str) -> dict:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["logger=none", *overrides])
+        # perf off: the shared session model stays unfolded and no probe passes are spent.
+        cfg = compose("config", overrides=["logger=none", "perf.fold_bn=false", "perf.channels_last=false", *overrides])
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 

@@ -93,11 +93,14 @@ def test_denoiser_prior_gradient_is_the_residual():
 
 
 def test_shipped_denoiser_removes_noise():
+    skimage_data = pytest.importorskip("skimage.data")
     net = load_denoiser(None)
     assert DEFAULT_DENOISER.is_file()
-    clean = photo_like(4, 32, seed=3)
+    # A photo the shipped denoiser was not trained on (its four photos are in docs/learned_priors.md).
+    grey = torch.from_numpy(skimage_data.camera()).float().div(255)
+    clean = torch.nn.functional.interpolate(grey.expand(1, 3, -1, -1), size=(64, 64), mode="bilinear", antialias=True)
     noisy = clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
-    assert ((net(noisy) - clean) ** 2).mean() < 0.7 * ((noisy - clean) ** 2).mean()
+    assert ((net(noisy) - clean) ** 2).mean() < 0.3 * ((noisy - clean) ** 2).mean()
 
 
 def test_patch_prior_is_zero_on_bank_patches():
@@ -110,11 +113,11 @@ def test_patch_prior_is_zero_on_bank_patches():
     assert float(prior.penalty(tiles)) == pytest.approx(0.0, abs=1e-10)
     noisy = (tiles + 0.05 * torch.randn(tiles.shape, generator=g)).requires_grad_(True)
     before = prior.penalty(noisy)
-    assert float(before) > 0
+    assert float(before.detach()) > 0
     before.sum().backward()
     with torch.no_grad():
         after = prior.penalty(noisy - 0.5 * noisy.grad / noisy.grad.abs().max() * 0.05)
-    assert float(after) < float(before)  # a gradient step moves patches towards the bank
+    assert float(after) < float(before.detach())  # a gradient step moves patches towards the bank
 
 
 def test_patch_bank_subsampling_and_shipped_bank():
@@ -158,7 +161,8 @@ def test_build_priors_weights():
 
 def compose_cfg(*overrides: str) -> dict:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["logger=none", *overrides])
+        # perf off: the shared session model stays unfolded and no probe passes are spent.
+        cfg = compose("config", overrides=["logger=none", "perf.fold_bn=false", "perf.channels_last=false", *overrides])
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
@@ -168,12 +172,12 @@ def compose_cfg(*overrides: str) -> dict:
         ("laplacian", lambda p: isinstance(p.param, LaplacianPyramidImage) and len(p.param.levels) == 6),
         ("cppn", lambda p: isinstance(p.param, CPPNImage) and len(p.param.weights) == 5),
         ("maco", lambda p: isinstance(p.param, MacoImage)),
-        ("denoiser", lambda p: [(r.name, r.weight) for r in p.regularizers] == [("denoiser", 2000.0)]),
+        ("denoiser", lambda p: [(r.name, r.weight) for r in p.regularizers] == [("denoiser", 3000.0)]),
         ("patch", lambda p: [(r.name, r.weight) for r in p.regularizers] == [("patch", 25000.0)]),
     ],
 )
 def test_spectrum_families_reach_their_knobs(lite0, family, check):
-    cfg = compose_cfg("+experiment=spectrum", f"+experiment/family={family}", "spectrum.level=strong")
+    cfg = compose_cfg("+experiment=spectrum", f"experiment/family={family}", "spectrum.level=strong")
     parts = build_run(cfg, model=lite0)
     assert check(parts), family
 

@@ -108,6 +108,25 @@ def test_a_previous_python_handler_decides_what_the_signal_does(lite0, reference
         signal.signal(signal.SIGUSR2, old)
 
 
+class _SignalAtLastRecord(Callback):
+    def __init__(self, signum):
+        self.signum = signum
+
+    def on_step(self, ctx, record):
+        if record.step == ctx.steps:
+            os.kill(os.getpid(), self.signum)
+
+
+def test_a_signal_after_the_last_update_lets_the_run_complete_first(lite0, reference, tmp_path):
+    path, seen = tmp_path / "checkpoint.pt", []
+    old = signal.signal(signal.SIGUSR2, lambda signum, frame: seen.append(signum))
+    try:
+        _same(_render(lite0, path, callbacks=[_SignalAtLastRecord(signal.SIGUSR2)]), reference)
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert seen == [signal.SIGUSR2] and not path.exists()
+
+
 class _RunsCode:
     def __init__(self, marker):
         self.marker = marker

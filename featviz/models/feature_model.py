@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from featviz.errors import ConfigError, ImageSizeError, UnknownLayerError, closest
+from featviz.errors import ImageSizeError, UnknownLayerError, closest
 from featviz.perf import FoldedPair, PerfOptions, fold_batchnorms, unfold
 
 LOGITS = "logits"
@@ -102,8 +102,8 @@ class FeatureModel(nn.Module):
             options: which speed-ups; the default folds BatchNorms and uses channels-last.
             keep: layers whose outputs must stay exactly what they were (the objective's
                 layers): a convolution named here keeps (or gets back) its BatchNorm, so one
-                model can serve many objectives. Asking for a folded convolution's output
-                without naming it here raises :class:`ConfigError`.
+                model can serve many objectives. A folded convolution asked for later by
+                :meth:`forward` is given back its BatchNorm there and then.
 
         Layer names and the values of every non-folded layer are unchanged (up to float
         rounding, and bf16 rounding with ``amp="bf16"``). Options switch speed-ups on; one
@@ -113,11 +113,7 @@ class FeatureModel(nn.Module):
         """
         options = options or PerfOptions()
         keep = set(keep)
-        restore = [self.folded.pop(name) for name in keep & self.folded.keys()]
-        unfold(self.net, restore)
-        if self.channels_last:
-            for pair in restore:
-                pair.original_conv.to(memory_format=torch.channels_last)
+        self._unfold(keep)
         if options.fold_bn and not self._fold_done:
             self._fold_done = True
             generator = torch.Generator().manual_seed(0)
@@ -134,6 +130,17 @@ class FeatureModel(nn.Module):
             self._compiled = torch.compile(self.net.forward)
         return self
 
+    def _unfold(self, layers: set[str]) -> None:
+        """Give the folded convolutions among ``layers`` their BatchNorms back (exact outputs again)."""
+        restore = [self.folded.pop(name) for name in layers & self.folded.keys()]
+        if not restore:
+            return
+        unfold(self.net, restore)
+        if self.channels_last:
+            for pair in restore:
+                pair.original_conv.to(memory_format=torch.channels_last)
+        self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
+
     def forward(self, images: torch.Tensor, layers: Iterable[str] = (LOGITS,)) -> dict[str, torch.Tensor]:
         """Run the network on [0, 1] images and return the requested activations.
 
@@ -142,11 +149,9 @@ class FeatureModel(nn.Module):
         """
         wanted = set(layers)
         self.check_layers(wanted)
-        for layer in wanted & self.folded.keys():
-            raise ConfigError(
-                f"layer {layer!r} was merged with its BatchNorm {self.folded[layer].bn!r} by perf.fold_bn and now "
-                f"returns the output of {self.folded[layer].bn!r}; pass it in optimize(keep=...), or set perf.fold_bn=false"
-            )
+        # A folded convolution would return its BatchNorm's output: unfold it first, so a
+        # model optimized for one objective still answers any other exactly.
+        self._unfold(wanted)
         captured: dict[str, torch.Tensor] = {}
         hooked = wanted - {LOGITS}
         handles = []
