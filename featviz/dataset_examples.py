@@ -52,8 +52,8 @@ SPECTRUM_ROWS = ("minimum", "slightly_negative", "slightly_positive", "maximum")
 PATCH_MIN_SIDE = 64  # small receptive fields are upsampled to this for display
 
 
-def find_images(root: str | Path) -> tuple[list[Path], list[Path]]:
-    """All image files under ``root`` (sorted, hidden entries left out) and the other files.
+def find_images(root: str | Path) -> list[Path]:
+    """All image files under ``root``, sorted, hidden entries left out; other files are skipped with a warning.
 
     Raises :class:`DatasetError` when ``root`` is missing, not a folder, or holds no file
     with an image suffix.
@@ -77,7 +77,7 @@ def find_images(root: str | Path) -> tuple[list[Path], list[Path]]:
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {str(folder)!r}; "
             f"point it at a folder of photos or of class sub-folders of photos"
         )
-    return images, others
+    return images
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
@@ -169,7 +169,7 @@ def score_folder(
     side = int(size or model.input_size)
     shape = model.layer_shapes(side, [direction.layer])[direction.layer]
     direction.validate({direction.layer: shape}, 1)
-    paths, _ = find_images(folder)
+    paths = find_images(folder)
     dev = torch.device(device)
     model = model.to(dev)
     loader = DataLoader(_Images(paths, side), batch_size=int(batch_size), num_workers=int(workers), shuffle=False)
