@@ -159,12 +159,19 @@ def estimate_magnitude(images: torch.Tensor) -> torch.Tensor:
     """Average Fourier magnitude ``[3, H, W//2+1]`` of ``images`` ``[N, 3, H, W]`` in [0, 1].
 
     Magnitudes (not powers) are averaged, per decorrelated colour channel, with the
-    orthonormal FFT so that the mean power equals the pixel variance. The DC bin is zero:
-    the mean colour is the grey of ``to_rgb``, and a DC phase could only flip its sign.
+    orthonormal FFT so that the mean power equals the pixel variance. Each crop is
+    multiplied by a 2-D Hann window (rescaled to keep its energy) first: the FFT treats a
+    crop as periodic, and the jumps between its opposite borders would otherwise add a
+    cross of power on the horizontal and vertical frequency axes, which random phases turn
+    into a grid of straight edges. The DC bin is zero: the mean colour is the grey of
+    ``to_rgb``, and a DC phase could only flip its sign.
     """
     if images.dim() != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2]:
         raise ConfigError(f"images of shape {tuple(images.shape)}; the spectrum needs square RGB images [N, 3, S, S]")
-    mag = torch.fft.rfft2(to_decorrelated(images.float()), norm="ortho").abs().mean(0)
+    hann = torch.hann_window(images.shape[-1], periodic=False, dtype=torch.float32)
+    window = hann[:, None] * hann[None, :]
+    window = window / window.pow(2).mean().sqrt()
+    mag = torch.fft.rfft2(to_decorrelated(images.float()) * window, norm="ortho").abs().mean(0)
     mag[:, 0, 0] = 0.0
     return mag
 

@@ -31,7 +31,6 @@ def _one_clear_error(proc, message):
     ("override", "message"),
     [
         ("steps=abc", "steps='abc' must be an integer"),
-        ("threads=abc", "threads='abc' must be a whole number"),
         ("checkpoint_every=-1", "checkpoint_every=-1 must be >= 0"),
         ("snapshots=[0,../../escape]", "snapshots entry '../../escape' is not a step number"),
     ],

