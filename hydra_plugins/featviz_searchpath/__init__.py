@@ -4,7 +4,9 @@
 sub-folder ``experiments/family/`` is the group ``experiment/family``. A plain search-path
 entry cannot do this: Hydra names a group after its folder, so ``experiments/`` would
 become the group ``experiments``. Hence a tiny config source that serves the folder under
-the group name, plus the search-path plugin that adds it.
+the group name, plus the search-path plugin that adds it. Names starting with ``_`` (shared
+pieces such as ``_spectrum_base.yaml``) load when referenced but are not listed as options,
+so ``glob(*)`` sweeps and "Available options" skip them.
 
 The folder is found from this file's location (``<repo>/hydra_plugins/featviz_searchpath``),
 which is where an editable install (``pip install -e .``) leaves it. The entry is only
