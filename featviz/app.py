@@ -10,6 +10,7 @@ the same output folder resumes from its checkpoint, or skips a run already compl
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import platform
@@ -98,12 +99,13 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    try:
-        import torchvision
-
-        env["torchvision"] = torchvision.__version__
-    except ImportError:
-        pass
+    # Read versions from package metadata: importing torchvision just for its version
+    # costs seconds (it pulls in torch._dynamo), on every job of a sweep.
+    for package in ("torchvision", "hydra-core", "wandb", "numpy"):
+        try:
+            env[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            env[package] = None
     try:
         env["git_commit"] = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True

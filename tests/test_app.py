@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_cli
 
-SMALL = ["logger=none", "progress=false", "param.size=32", "objective.layer=blocks.3", "transforms.jitter=2", "transforms.jitter_after=0"]
+SMALL = ["logger=none", "progress=false", "param.size=32", "objective.layer=blocks.3", "transforms.jitter=2", "transforms.jitter_after=0", "transforms.resize=false", "metrics.views=0"]
 
 
 def test_single_run_writes_everything(tmp_path):
