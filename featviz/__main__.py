@@ -1,5 +1,5 @@
 """``python -m featviz [overrides]`` renders; ``layers``, ``report``, ``checkerboard``, ``directions``, ``dataset-examples``,
-``maco-spectrum``, ``train-denoiser`` and ``patch-bank`` are subcommands."""
+``maco-spectrum``, ``train-denoiser``, ``patch-bank`` and ``units`` (contact sheets) are subcommands."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def main() -> None:
         from featviz.priors import main as priors_main
 
         sys.exit(priors_main(argv))
+    if argv and argv[0] == "units":
+        from featviz.contact_sheet import main as units_main
+
+        sys.argv = [sys.argv[0], *argv[1:]]  # the Hydra app reads its overrides from sys.argv
+        units_main()
+        return
     from featviz.app import main as app_main
 
     app_main()
