@@ -16,6 +16,15 @@ REPO = Path(__file__).resolve().parent.parent
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def hf_share(images: torch.Tensor, cutoff: float = 0.25) -> float:
+    """Share of non-DC spectral power above ``cutoff`` cycles/pixel (computed in the tests, independently of featviz.metrics)."""
+    x = images - images.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(x).abs().pow(2).mean(dim=(0, 1))
+    fy = torch.fft.fftfreq(x.shape[-2])[:, None]
+    fx = torch.fft.fftfreq(x.shape[-1])[None, :]
+    return float(power[(fx**2 + fy**2).sqrt() > cutoff].sum() / power.sum())
+
+
 @pytest.fixture(scope="session")
 def lite0():
     from featviz.models import build_model

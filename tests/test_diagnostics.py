@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import hf_share, run_cli
 from torch import nn
 
 from featviz import objectives
@@ -22,15 +22,6 @@ from featviz.diagnostics import (
 from featviz.diagnostics import main as diagnostics_main
 from featviz.errors import ConfigError
 from featviz.models import FeatureModel
-
-
-def hf_share(images: torch.Tensor, cutoff: float = 0.25) -> float:
-    """Share of non-DC spectral power above ``cutoff`` cycles/pixel (computed here, not in featviz)."""
-    x = images - images.mean(dim=(-2, -1), keepdim=True)
-    power = torch.fft.fft2(x).abs().pow(2).mean(dim=(0, 1))
-    fy = torch.fft.fftfreq(x.shape[-2])[:, None]
-    fx = torch.fft.fftfreq(x.shape[-1])[None, :]
-    return float(power[(fx**2 + fy**2).sqrt() > cutoff].sum() / power.sum())
 
 
 def tiny_net(stride: int) -> FeatureModel:

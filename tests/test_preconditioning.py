@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import hf_share
 import torch.nn.functional as F
 
 from featviz import objectives, render
@@ -24,15 +25,6 @@ from featviz.transforms import build_transforms
 
 SIZE = 48
 LAYER, UNIT = "blocks.3", 5
-
-
-def hf_share(images: torch.Tensor, cutoff: float = 0.25) -> float:
-    """Share of non-DC spectral power above ``cutoff`` cycles/pixel (computed here, not in featviz)."""
-    x = images - images.mean(dim=(-2, -1), keepdim=True)
-    power = torch.fft.fft2(x).abs().pow(2).mean(dim=(0, 1))
-    fy = torch.fft.fftfreq(x.shape[-2])[:, None]
-    fx = torch.fft.fftfreq(x.shape[-1])[None, :]
-    return float(power[(fx**2 + fy**2).sqrt() > cutoff].sum() / power.sum())
 
 
 def plain_gradient(model, param: PixelImage) -> torch.Tensor:
