@@ -112,11 +112,15 @@ class FFTImage(ImageParam):
         init = torch.randn(2, self.batch, 3, *freqs.shape, generator=generator) * sd
         self.spectrum = nn.Parameter(init)
 
-    def forward(self) -> torch.Tensor:
+    def decode(self) -> torch.Tensor:
+        """The unconstrained image (before colour decorrelation and squash)."""
         spec = torch.complex(self.spectrum[0], self.spectrum[1]) * self.scale
         image = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho")
         # /4 keeps the initial pre-squash values small, as in Lucid, so sigmoid starts near grey.
-        return self.to_rgb(image / 4.0)
+        return image / 4.0
+
+    def forward(self) -> torch.Tensor:
+        return self.to_rgb(self.decode())
 
 
 class SharedFFTImage(FFTImage):
@@ -164,9 +168,8 @@ class SharedFFTImage(FFTImage):
         return nn.functional.interpolate(t, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
     def forward(self) -> torch.Tensor:
-        spec = torch.complex(self.spectrum[0], self.spectrum[1]) * self.scale
-        # Same unique part as FFTImage.forward, kept before the squash so components can add.
-        total = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho") / 4.0
+        # The unique part, kept before the squash so the shared components can add to it.
+        total = self.decode()
         for p in self.shared:
             total = total + self._upsample(p)
         t = torch.linspace(0.0, 1.0, self.batch, device=total.device, dtype=total.dtype).view(-1, 1, 1, 1)
