@@ -6,7 +6,8 @@ type (the embedded EfficientNet-Lite0 with its ImageNet weights), and render the
 thing: a 128 px decorrelated FFT image, Lucid's standard transformation stack (pad 12,
 jitter 8, scale 0.9-1.1, rotate +-10 deg, jitter 4), a bilinear resize to 224, Adam at
 lr 0.05, the same number of steps. Runs alternate between the two libraries (A/B, then
-B/A) and every figure is a median over repetitions.
+B/A), each side in a worker process of its own (featviz's allocator setting is
+process-wide), and every figure is a median over repetitions.
 
 torch-lucent pins ``kornia<=0.4.1``, so it lives in its own virtual environment and featviz
 is imported from this checkout::
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -45,7 +47,7 @@ from featviz.models import build_model  # noqa: E402
 from featviz.models.efficientnet_lite import efficientnet_lite0  # noqa: E402
 from featviz.objectives import Channel, ClassLogit, Objective  # noqa: E402
 from featviz.params import FFTImage  # noqa: E402
-from featviz.perf import PerfOptions  # noqa: E402
+from featviz.perf import PerfOptions, keep_freed_memory  # noqa: E402
 from featviz.render import render  # noqa: E402
 from featviz.transforms import build_transforms  # noqa: E402
 
@@ -159,15 +161,49 @@ def score(judge: torch.nn.Module, label: str, image: torch.Tensor) -> float:
     return float(objective(judge(x, objective.layers)).mean())
 
 
+def serve(side: str, threads: int) -> int:
+    """Worker loop: one process per side, so process-wide settings stay with their side.
+
+    featviz's ``perf.keep_freed_memory`` changes the allocator of the whole process; sharing
+    a process would hand that speed-up to lucent as well, so each side runs in its own
+    worker. ``lucent-tuned`` is lucent with that same allocator setting, to show how much of
+    the difference it accounts for. Reads ``label seed steps`` lines, answers JSON lines.
+    """
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+    judge = build_model("efficientnet_lite0")
+    lucent_net = efficientnet_lite0(pretrained=True).eval()
+    if side == "lucent-tuned":
+        keep_freed_memory()
+    models: dict[str, torch.nn.Module] = {}
+    for line in sys.stdin:
+        label, seed, steps = line.split()
+        if side in ("lucent", "lucent-tuned"):
+            (wall, cpu), image = run_lucent(lucent_net, label, int(steps), int(seed))
+        else:
+            if label not in models:
+                model = build_model("efficientnet_lite0")
+                if side == "featviz":
+                    model.optimize(PerfOptions(), keep=featviz_objective(label).layers)
+                models[label] = model
+            (wall, cpu), image = run_featviz(models[label], label, int(steps), int(seed), fuse=side == "featviz")
+        print(json.dumps({"wall_s": wall, "cpu_s": cpu, "objective": score(judge, label, image)}), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3, help="repetitions per target and side (seeds 0..reps-1)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for both sides")
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma list of {', '.join(TARGETS)}")
-    parser.add_argument("--sides", default=",".join(SIDES), help="featviz-plain = no perf options, unfused transforms")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help="featviz-plain = no perf options, unfused transforms; lucent-tuned = lucent with featviz's allocator setting")
     parser.add_argument("--out", type=Path, default=None, help="write all timings and settings as JSON here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return serve(args.worker, args.threads)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     sides = [s for s in args.sides.split(",") if s]
@@ -175,27 +211,36 @@ def main(argv: list[str] | None = None) -> int:
     info = {"machine_before": machine(), "steps": args.steps, "reps": args.reps, "sides": sides}
     print(json.dumps(info["machine_before"]))
 
-    judge = build_model("efficientnet_lite0")
-    lucent_net = efficientnet_lite0(pretrained=True).eval()
+    workers = {
+        side: subprocess.Popen([sys.executable, __file__, "--worker", side, "--threads", str(args.threads)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for side in sides
+    }
     runs: list[dict[str, Any]] = []
-    for label in targets:
-        layers = featviz_objective(label).layers
-        fast = build_model("efficientnet_lite0").optimize(PerfOptions(), keep=layers)
-        plain = build_model("efficientnet_lite0")
-        runners: dict[str, Callable[[int], tuple[Timing, torch.Tensor]]] = {
-            "lucent": lambda seed: run_lucent(lucent_net, label, args.steps, seed),
-            "featviz": lambda seed: run_featviz(fast, label, args.steps, seed, fuse=True),
-            "featviz-plain": lambda seed: run_featviz(plain, label, args.steps, seed, fuse=False),
-        }
-        for rep in range(args.reps):
-            order = sides if rep % 2 == 0 else sides[::-1]  # A/B then B/A
-            for side in order:
-                (wall, cpu), image = runners[side](rep)
-                runs.append({"target": label, "side": side, "seed": rep, "wall_s": wall, "cpu_s": cpu,
-                             "steps_per_s": args.steps / wall, "steps_per_cpu_s": args.steps / cpu,
-                             "objective": score(judge, label, image)})
-                print(f"{label:7s} {side:14s} seed {rep}: {args.steps / wall:6.2f} steps/s wall, {args.steps / cpu:6.2f} "
-                      f"per CPU-second, objective {runs[-1]['objective']:.3f}", flush=True)
+    try:
+        for label in targets:
+            for rep in range(args.reps):
+                order = sides if rep % 2 == 0 else sides[::-1]  # A/B then B/A
+                for side in order:
+                    worker = workers[side]
+                    assert worker.stdin is not None and worker.stdout is not None
+                    worker.stdin.write(f"{label} {rep} {args.steps}\n")
+                    worker.stdin.flush()
+                    reply = worker.stdout.readline()
+                    if not reply:
+                        raise RuntimeError(f"the {side} worker died (exit code {worker.wait()})")
+                    got = json.loads(reply)
+                    wall, cpu = got["wall_s"], got["cpu_s"]
+                    runs.append({"target": label, "side": side, "seed": rep, "wall_s": wall, "cpu_s": cpu,
+                                 "steps_per_s": args.steps / wall, "steps_per_cpu_s": args.steps / cpu,
+                                 "objective": got["objective"]})
+                    print(f"{label:7s} {side:14s} seed {rep}: {args.steps / wall:6.2f} steps/s wall, {args.steps / cpu:6.2f} "
+                          f"per CPU-second, objective {got['objective']:.3f}", flush=True)
+    finally:
+        for worker in workers.values():
+            if worker.stdin is not None:
+                worker.stdin.close()
+            worker.wait()
 
     summary = summarize(runs, targets, sides)
     info["machine_after"] = machine()

@@ -109,19 +109,32 @@ def test_perf_options_are_validated():
     assert perf_from_config(None) == PerfOptions()
 
 
-@pytest.mark.parametrize(("kernel", "stride", "groups", "size"), [(3, 1, 8, 15), (5, 1, 8, 16), (1, 1, 1, 14), (3, 2, 8, 16), (5, 2, 8, 17)])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "groups", "size"),
+    [(3, 1, 8, (15, 15)), (5, 1, 8, (16, 16)), (1, 1, 1, (14, 14)), (3, 2, 8, (16, 16)), (5, 2, 8, (17, 17)),
+     (5, 2, 8, (16, 16)), (3, 2, 1, (16, 15)), (5, 2, 8, (17, 14))],
+)
 def test_conv2d_same_fast_paths_equal_explicit_tf_padding(kernel, stride, groups, size):
+    """Built-in, symmetric and lopsided (zero-tap) 'SAME' paths: values and input gradients."""
     torch.manual_seed(0)
     conv = Conv2dSame(8, 16, kernel, stride=stride, groups=groups, bias=True)
-    x = torch.randn(2, 8, size, size)
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    lo, hi = total // 2, total - total // 2
-    want = F.conv2d(F.pad(x, [lo, hi, lo, hi]), conv.weight, conv.bias, stride=stride, groups=groups)
-    with torch.no_grad():
-        assert torch.allclose(conv(x), want, atol=1e-5)
-        conv_cl = conv.to(memory_format=torch.channels_last)
-        assert torch.allclose(conv_cl(x.contiguous(memory_format=torch.channels_last)), want, atol=1e-5)
+    x = torch.randn(2, 8, *size)
+    pads = []
+    for n in reversed(size):  # F.pad order: width first
+        total = max((math.ceil(n / stride) - 1) * stride + kernel - n, 0)
+        pads += [total // 2, total - total // 2]
+    grad_out = torch.randn_like(F.conv2d(F.pad(x, pads), conv.weight, stride=stride, groups=groups))
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        conv = conv.to(memory_format=memory_format)
+        xa = x.clone(memory_format=memory_format).requires_grad_()
+        xb = x.clone().requires_grad_()
+        got = conv(xa)
+        want = F.conv2d(F.pad(xb, pads), conv.weight, conv.bias, stride=stride, groups=groups)
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-5)
+        got.backward(grad_out)
+        want.backward(grad_out)
+        assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
 
 
 def _smooth(batch: int) -> torch.Tensor:

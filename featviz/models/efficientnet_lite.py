@@ -197,10 +197,24 @@ class Conv2dSame(nn.Conv2d):
             # done as such it skips the bias broadcast copy and im2col bookkeeping of the
             # convolution path (same values: the GEMM is the same).
             return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
-        pads = self.same_pads(x)
-        if any(pads):
-            x = F.pad(x, pads)
-        return super().forward(x)
+        if self.static_padding:
+            return super().forward(x)
+        left, right, top, bottom = self.same_pads(x)
+        if left == right and top == bottom:
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+        if self.dilation == (1, 1) and right - left in (0, 1) and bottom - top in (0, 1):
+            # TF puts the odd padding pixel after the image (stride 2, even size). Padding a
+            # copy of the input for it costs more than the convolution itself on CPU (and its
+            # gradient is another copy), so instead the kernel grows by a leading zero tap on
+            # each lopsided axis and the padding becomes symmetric: output i then reads input
+            # rows s*i - top .. s*i - top + k - 1 with the same weights, exactly as 'SAME'.
+            weight = F.pad(self.weight, [right - left, 0, bottom - top, 0])
+            if x.is_contiguous(memory_format=torch.channels_last):
+                # oneDNN picks its slow generic kernel for a channels-last input with an NCHW
+                # weight (2x slower for the 3-channel stem).
+                weight = weight.contiguous(memory_format=torch.channels_last)
+            return F.conv2d(x, weight, self.bias, self.stride, (bottom, right), 1, self.groups)
+        return super().forward(F.pad(x, [left, right, top, bottom]))
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from featviz.errors import ImageSizeError, UnknownLayerError, closest
-from featviz.perf import FoldedPair, PerfOptions, fold_batchnorms, unfold
+from featviz.perf import FoldedPair, PerfOptions, fold_batchnorms, keep_freed_memory, unfold
 
 LOGITS = "logits"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -112,6 +112,8 @@ class FeatureModel(nn.Module):
         runs on one model (a sweep, the units mode) stays cheap.
         """
         options = options or PerfOptions()
+        if options.keep_freed_memory:
+            keep_freed_memory()
         keep = set(keep)
         self._unfold(keep)
         if options.fold_bn and not self._fold_done:
