@@ -92,7 +92,7 @@ def perf_from_config(cfg: Mapping[str, Any] | None) -> PerfOptions:
     try:
         return PerfOptions(**dict(cfg or {}))
     except TypeError as exc:
-        raise ConfigError(f"perf: {exc}; the keys are fold_bn, channels_last, compile, amp, fuse_geometry, keep_freed_memory") from None
+        raise ConfigError(f"perf: {exc}; the keys are fold_bn, channels_last, compile, amp, fuse_geometry, keep_freed_memory, fuse_activations") from None
 
 
 def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunParts:

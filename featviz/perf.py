@@ -56,6 +56,8 @@ class PerfOptions:
             (see :class:`featviz.transforms.Compose`); used where transforms are built.
         keep_freed_memory: let this process's allocator keep freed memory for reuse
             (:func:`keep_freed_memory`); process-wide, applied once.
+        fuse_activations: run each convolution and the ReLU/ReLU6 after it as one oneDNN
+            call on the CPU (:mod:`featviz.fusion`); CUDA runs them unfused.
     """
 
     fold_bn: bool = True
@@ -64,6 +66,7 @@ class PerfOptions:
     amp: str = "none"
     fuse_geometry: bool = True
     keep_freed_memory: bool = True
+    fuse_activations: bool = True
 
     def __post_init__(self) -> None:
         if self.amp not in ("none", "bf16"):
@@ -132,14 +135,19 @@ def find_conv_bn_pairs(net: nn.Module, probe: torch.Tensor) -> list[tuple[str, s
         elif isinstance(module, _BATCHNORMS) and module.running_mean is not None and module.running_var is not None:
             # Without running statistics a BatchNorm normalizes by the batch: no fixed map to fold.
             handles.append(module.register_forward_pre_hook(bn_pre_hook))
+    probe_pass(net, probe, handles)
+    convs = [c for c, _ in pairs]
+    return [(c, b) for c, b in pairs if calls[c] == 1 and calls[b] == 1 and convs.count(c) == 1]
+
+
+def probe_pass(net: nn.Module, probe: torch.Tensor, handles: Iterable[torch.utils.hooks.RemovableHandle]) -> None:
+    """Run ``probe`` through ``net`` without gradients for the watching ``handles``, then remove them."""
     try:
         with torch.no_grad():
             net(probe)
     finally:
         for h in handles:
             h.remove()
-    convs = [c for c, _ in pairs]
-    return [(c, b) for c, b in pairs if calls[c] == 1 and calls[b] == 1 and convs.count(c) == 1]
 
 
 def _fold_into(conv: nn.Module, bn: nn.Module) -> None:
@@ -184,11 +192,11 @@ def fold_batchnorms(net: nn.Module, probe: torch.Tensor, keep: Iterable[str] = (
         return []
     folded = [FoldedPair(c, b, copy.deepcopy(net.get_submodule(c)), net.get_submodule(b)) for c, b in pairs]
     with torch.no_grad():
-        before = _tensor_of(net(probe))
+        before = output_tensor(net(probe))
         for pair in folded:
             _fold_into(net.get_submodule(pair.conv), pair.original_bn)
             _set_submodule(net, pair.bn, nn.Identity())
-        after = _tensor_of(net(probe))
+        after = output_tensor(net(probe))
     if not torch.allclose(before, after, rtol=rtol, atol=atol * float(before.abs().max())):
         unfold(net, folded)
         return []
@@ -202,7 +210,7 @@ def unfold(net: nn.Module, pairs: Iterable[FoldedPair]) -> None:
         _set_submodule(net, pair.bn, pair.original_bn)
 
 
-def _tensor_of(output: object) -> torch.Tensor:
+def output_tensor(output: object) -> torch.Tensor:
     """The main tensor of a network's output (torchvision's GoogLeNet returns a namedtuple)."""
     if torch.is_tensor(output):
         return output

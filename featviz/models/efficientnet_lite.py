@@ -191,30 +191,41 @@ class Conv2dSame(nn.Conv2d):
         left, right = self._same_pad(int(iw), self.kernel_size[1], self.stride[1], self.dilation[1])
         return [left, right, top, bottom]
 
+    def symmetric_args(self, x: Tensor) -> Optional[Tuple[Tensor, Tuple[int, int]]]:
+        """``(weight, padding)`` such that ``F.conv2d(x, weight, bias, stride, padding, dilation,
+        groups)`` is this layer's 'SAME' convolution of ``x``; None when it needs a padded copy.
+
+        TF puts the odd padding pixel after the image (stride 2, even size). Padding a copy of
+        the input for it costs more than the convolution itself on CPU (and its gradient is
+        another copy), so instead the kernel grows by a leading zero tap on each lopsided axis
+        and the padding becomes symmetric: output i then reads input rows
+        s*i - top .. s*i - top + k - 1 with the same weights, exactly as 'SAME'.
+        """
+        if self.static_padding:
+            return self.weight, (int(self.padding[0]), int(self.padding[1]))
+        left, right, top, bottom = self.same_pads(x)
+        if left == right and top == bottom:
+            return self.weight, (top, left)
+        if self.dilation != (1, 1) or right - left not in (0, 1) or bottom - top not in (0, 1):
+            return None
+        weight = F.pad(self.weight, [right - left, 0, bottom - top, 0])
+        if x.is_contiguous(memory_format=torch.channels_last):
+            # oneDNN picks its slow generic kernel for a channels-last input with an NCHW
+            # weight (2x slower for the 3-channel stem).
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        return weight, (bottom, right)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.pointwise and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
             # A 1x1 convolution on NHWC memory is one matrix product over the channel axis;
             # done as such it skips the bias broadcast copy and im2col bookkeeping of the
             # convolution path (same values: the GEMM is the same).
             return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
-        if self.static_padding:
-            return super().forward(x)
-        left, right, top, bottom = self.same_pads(x)
-        if left == right and top == bottom:
-            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
-        if self.dilation == (1, 1) and right - left in (0, 1) and bottom - top in (0, 1):
-            # TF puts the odd padding pixel after the image (stride 2, even size). Padding a
-            # copy of the input for it costs more than the convolution itself on CPU (and its
-            # gradient is another copy), so instead the kernel grows by a leading zero tap on
-            # each lopsided axis and the padding becomes symmetric: output i then reads input
-            # rows s*i - top .. s*i - top + k - 1 with the same weights, exactly as 'SAME'.
-            weight = F.pad(self.weight, [right - left, 0, bottom - top, 0])
-            if x.is_contiguous(memory_format=torch.channels_last):
-                # oneDNN picks its slow generic kernel for a channels-last input with an NCHW
-                # weight (2x slower for the 3-channel stem).
-                weight = weight.contiguous(memory_format=torch.channels_last)
-            return F.conv2d(x, weight, self.bias, self.stride, (bottom, right), 1, self.groups)
-        return super().forward(F.pad(x, [left, right, top, bottom]))
+        args = self.symmetric_args(x)
+        if args is None:
+            return super().forward(F.pad(x, self.same_pads(x)))
+        weight, padding = args
+        return F.conv2d(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from featviz.errors import ImageSizeError, UnknownLayerError, closest
+from featviz.fusion import FusedPair, fuse_conv_activations, unfuse
 from featviz.perf import FoldedPair, PerfOptions, fold_batchnorms, keep_freed_memory, unfold
 
 LOGITS = "logits"
@@ -68,6 +69,9 @@ class FeatureModel(nn.Module):
         # Set by optimize(): convolutions that now return their folded BatchNorm's output.
         self.folded: dict[str, FoldedPair] = {}
         self._fold_done = False
+        # Set by optimize(): convolutions that now also apply the activation after them.
+        self.fused: dict[str, FusedPair] = {}
+        self._fuse_done = False
         self.channels_last = False
         self.amp_dtype: torch.dtype | None = None
         # A compiled bound method, not a module, so the network is not registered twice.
@@ -99,11 +103,13 @@ class FeatureModel(nn.Module):
         """Apply the speed-ups in ``options`` in place and return ``self``.
 
         Args:
-            options: which speed-ups; the default folds BatchNorms and uses channels-last.
+            options: which speed-ups; the default folds BatchNorms, uses channels-last and
+                fuses convolutions with their activations.
             keep: layers whose outputs must stay exactly what they were (the objective's
-                layers): a convolution named here keeps (or gets back) its BatchNorm, so one
-                model can serve many objectives. A folded convolution asked for later by
-                :meth:`forward` is given back its BatchNorm there and then.
+                layers): a convolution named here keeps (or gets back) its BatchNorm and
+                its separate activation, so one model can serve many objectives. A folded
+                or fused convolution asked for later by :meth:`forward` is given back its
+                BatchNorm and activation there and then.
 
         Layer names and the values of every non-folded layer are unchanged (up to float
         rounding, and bf16 rounding with ``amp="bf16"``). Options switch speed-ups on; one
@@ -118,24 +124,40 @@ class FeatureModel(nn.Module):
         self._unfold(keep)
         if options.fold_bn and not self._fold_done:
             self._fold_done = True
-            generator = torch.Generator().manual_seed(0)
-            probe = torch.rand(1, 3, self.input_size, self.input_size, generator=generator).to(self.mean.device)
-            for pair in fold_batchnorms(self.net, self.normalize(probe), keep=keep):
+            for pair in fold_batchnorms(self.net, self._probe(), keep=keep):
                 self.folded[pair.conv] = pair
-        self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
         if options.channels_last and not self.channels_last:
             self.net.to(memory_format=torch.channels_last)
             self.channels_last = True
+        if options.fuse_activations and not self._fuse_done:
+            self._fuse_done = True
+            for pair in fuse_conv_activations(self.net, self._probe(), keep=keep):
+                self.fused[pair.conv] = pair
+        self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
         if options.amp == "bf16":
             self.amp_dtype = torch.bfloat16
         if options.compile and self._compiled is None:
             self._compiled = torch.compile(self.net.forward)
         return self
 
+    def _probe(self) -> torch.Tensor:
+        """A fixed random input, normalized and laid out as the network runs it, for checks."""
+        generator = torch.Generator().manual_seed(0)
+        probe = torch.rand(1, 3, self.input_size, self.input_size, generator=generator).to(self.mean.device)
+        probe = self.normalize(probe)
+        return probe.contiguous(memory_format=torch.channels_last) if self.channels_last else probe
+
     def _unfold(self, layers: set[str]) -> None:
-        """Give the folded convolutions among ``layers`` their BatchNorms back (exact outputs again)."""
+        """Give the folded convolutions among ``layers`` their BatchNorms back, and unfuse any
+        convolution whose own output (or a pass-through of it) is among ``layers``."""
+        separate = [pair for pair in self.fused.values() if pair.names & layers]
+        for pair in separate:
+            del self.fused[pair.conv]
+        unfuse(self.net, separate)
         restore = [self.folded.pop(name) for name in layers & self.folded.keys()]
         if not restore:
+            if separate:
+                self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
             return
         unfold(self.net, restore)
         if self.channels_last:

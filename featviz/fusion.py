@@ -1,0 +1,265 @@
+"""Convolution + activation fused into one oneDNN call on the CPU.
+
+Why: on a CPU most of a visualization step is memory traffic, not arithmetic. Eager PyTorch
+writes a convolution's output, then reads it back for the ReLU6 and writes a second tensor.
+oneDNN can apply the activation while the convolution's output is still in cache, and with
+its weights packed once in its own blocked layout its kernels also skip a reorder per call:
+EfficientNet-Lite0's forward+backward to ``blocks.2`` went from 26 to 22 ms (one thread),
+see docs/performance.md.
+
+The backward stays exact: the activation's gradient mask is read from the fused output
+(``0 < y < 6`` holds exactly where the pre-activation was inside the clamp), and the input
+gradient is the convolution's own backward (a matrix product for 1x1 convolutions).
+
+:func:`fuse_conv_activations` finds conv -> activation pairs by watching one probe pass (the
+activation's input must be the very tensor the convolution returned, possibly passed on by
+an ``nn.Identity`` such as a folded BatchNorm), swaps the convolution for a
+:class:`FusedConvAct` under the same name and the activation for an ``nn.Identity``, and
+checks that the network's output and input gradient did not change. A hook on the
+activation's name still sees the activated tensor; the convolution's name (and the
+Identity's) would now see the activated tensor too, so such names must be unfused first:
+:func:`unfuse` does that, and :class:`featviz.models.FeatureModel` calls it for any layer an
+objective asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from featviz.models.efficientnet_lite import Conv2dSame
+from featviz.perf import output_tensor, probe_pass
+
+# (oneDNN post-op name, its scalars) for the activations whose gradient mask can be read from
+# the output: ReLU (y > 0) and Hardtanh/ReLU6 (lo < y < hi).
+_ACTIVATIONS = (nn.ReLU, nn.Hardtanh)
+
+
+def _post_op(act: nn.Module) -> tuple[str, list[float]]:
+    if isinstance(act, nn.Hardtanh):
+        return "hardtanh", [float(act.min_val), float(act.max_val)]
+    return "relu", []
+
+
+def _conv_args(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]] | None:
+    """``(weight, symmetric padding)`` that make ``F.conv2d`` equal ``conv(x)``, or None."""
+    if isinstance(conv, Conv2dSame):
+        return conv.symmetric_args(x)
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    return conv.weight, (int(conv.padding[0]), int(conv.padding[1]))
+
+
+class _ConvActFunction(torch.autograd.Function):
+    """``act(conv(x))`` in one oneDNN call; the backward gives the input gradient only."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None,
+                spec: tuple[Any, ...]) -> torch.Tensor:
+        stride, padding, dilation, groups, pointwise, op, scalars = spec
+        if pointwise:
+            n, c, h, w = x.shape
+            y = torch.ops.mkldnn._linear_pointwise(x.permute(0, 2, 3, 1).reshape(-1, c), packed, bias, op, scalars, "")
+            y = y.view(n, h, w, -1).permute(0, 3, 1, 2)
+        else:
+            y = torch.ops.mkldnn._convolution_pointwise(x, packed, bias, padding, stride, dilation, groups, op, scalars, "")
+        ctx.save_for_backward(x, weight, y)
+        ctx.spec = spec
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight, y = ctx.saved_tensors
+        stride, padding, dilation, groups, pointwise, op, scalars = ctx.spec
+        if op == "hardtanh":
+            grad = torch.ops.aten.hardtanh_backward(grad, y, scalars[0], scalars[1])
+        elif op == "relu":
+            grad = torch.ops.aten.threshold_backward(grad, y, 0.0)
+        if pointwise:
+            n, c, h, w = grad.shape
+            gx = grad.permute(0, 2, 3, 1).reshape(-1, c) @ weight.flatten(1)
+            gx = gx.view(n, h, w, -1).permute(0, 3, 1, 2)
+        else:
+            gx = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, stride, padding, dilation, False, [0, 0], groups, [True, False, False]
+            )[0]
+        return gx, None, None, None, None
+
+
+class FusedConvAct(nn.Module):
+    """``act(conv(x))``, fused on the CPU; plain ``act(conv(x))`` wherever it cannot be.
+
+    The convolution and activation are kept outside the module tree, so no layer name is
+    added, while ``weight`` and ``bias`` are registered here as the very same parameters
+    (moving the model moves them for both). The fused path runs for a float32,
+    channels-last input on the CPU with frozen weights and no autocast.
+    """
+
+    def __init__(self, conv: nn.Conv2d, act: nn.Module) -> None:
+        super().__init__()
+        self.weight = conv.weight
+        self.register_parameter("bias", conv.bias)
+        object.__setattr__(self, "conv", conv)
+        object.__setattr__(self, "act", act)
+        self._post_op = _post_op(act)
+        self._packed: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor, tuple[Any, ...]]] = {}
+
+    def _prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[Any, ...]] | None:
+        """(weight, oneDNN's blocked copy of it, call spec) for inputs shaped like ``x``.
+
+        Made once per input shape and kept while the weight is unchanged: packing (and, for
+        a lopsided 'SAME' convolution, padding the kernel) on every call would cost more
+        than the fusion saves.
+        """
+        key = (tuple(x.shape), self.weight.data_ptr(), self.weight._version)
+        cached = self._packed.get(key)
+        if cached is not None:
+            return cached
+        conv = self.conv
+        args = _conv_args(conv, x)
+        if args is None:
+            return None
+        weight, padding = args
+        weight = weight.detach()
+        pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and padding == (0, 0) and conv.groups == 1
+        if pointwise:
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight.flatten(1), x.shape[0] * x.shape[2] * x.shape[3])
+        else:
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                weight, list(padding), list(conv.stride), list(conv.dilation), conv.groups, list(x.shape)
+            )
+        spec = (list(conv.stride), list(padding), list(conv.dilation), conv.groups, pointwise, *self._post_op)
+        if len(self._packed) >= 8:  # many input sizes in one process (a size sweep)
+            self._packed.clear()
+        self._packed[key] = (weight, packed, spec)
+        return self._packed[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prepared = self._prepare(x) if _fusable_input(x, self.weight) else None
+        if prepared is None:
+            return self.act(self.conv(x))
+        weight, packed, spec = prepared
+        return _ConvActFunction.apply(x, weight, packed, self.bias, spec)
+
+
+def _fusable_input(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not weight.requires_grad
+        and not torch.is_autocast_enabled("cpu")
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+@dataclass(frozen=True)
+class FusedPair:
+    """A convolution now fused with its activation; ``names`` must be unfused to be read."""
+
+    conv: str
+    act: str
+    fused: FusedConvAct
+    names: frozenset[str] = field(default_factory=frozenset)
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module)
+
+
+def find_conv_act_pairs(net: nn.Module, probe: torch.Tensor) -> list[tuple[str, str, frozenset[str]]]:
+    """``(conv, activation, names that return the conv's output)`` for each fusable chain.
+
+    A chain counts if, in one pass of ``probe``, the activation's input is the tensor object
+    a 2-d convolution returned and each of the two ran once. The third element lists every
+    module that returned that same tensor (the convolution, an Identity, a wrapper).
+    """
+    names = {m: n for n, m in net.named_modules() if n}
+    returned: dict[int, list[str]] = {}
+    alive: list[torch.Tensor] = []  # every output stays alive during the pass, so ids stay unique
+    producer: dict[int, tuple[str, torch.Tensor]] = {}
+    calls: dict[str, int] = {}
+    pairs: list[tuple[str, int]] = []
+
+    def any_hook(module: nn.Module, _inputs: object, output: object) -> None:
+        if torch.is_tensor(output):
+            returned.setdefault(id(output), []).append(names[module])
+            alive.append(output)
+
+    def conv_hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        producer[id(output)] = (names[module], output)
+
+    def act_pre_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        source = producer.get(id(inputs[0]))
+        if source is not None and source[1] is inputs[0]:
+            pairs.append((names[module], id(inputs[0])))
+
+    def count(module: nn.Module, _inputs: object) -> None:
+        calls[names[module]] = calls.get(names[module], 0) + 1
+
+    handles = []
+    for module, name in names.items():
+        handles.append(module.register_forward_pre_hook(count))
+        handles.append(module.register_forward_hook(any_hook))
+        if isinstance(module, nn.Conv2d) and not isinstance(module, FusedConvAct):
+            handles.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, _ACTIVATIONS):
+            handles.append(module.register_forward_pre_hook(act_pre_hook))
+    probe_pass(net, probe, handles)
+    out = []
+    for act, tensor_id in pairs:
+        conv = producer[tensor_id][0]
+        if calls.get(conv) == 1 and calls.get(act) == 1:
+            out.append((conv, act, frozenset(returned.get(tensor_id, [conv]))))
+    return out
+
+
+def fuse_conv_activations(net: nn.Module, probe: torch.Tensor, keep: Iterable[str] = ()) -> list[FusedPair]:
+    """Fuse every conv -> ReLU/ReLU6/Hardtanh chain of ``net`` in place; return the pairs.
+
+    Chains whose convolution (or an Identity between) is named in ``keep`` stay as they are.
+    ``probe`` should be laid out as the network will be run (channels-last), so the check
+    exercises the fused path. If the fused network's output or input gradient on the probe
+    differs beyond float rounding, everything is put back and nothing is fused.
+    """
+    keep = set(keep)
+    found = [(c, a, n) for c, a, n in find_conv_act_pairs(net, probe) if not (n & keep)]
+    if not found:
+        return []
+    before, grad_before = _output_and_grad(net, probe)
+    pairs = []
+    for conv_name, act_name, between in found:
+        conv, act = net.get_submodule(conv_name), net.get_submodule(act_name)
+        pair = FusedPair(conv_name, act_name, FusedConvAct(conv, act), between)  # type: ignore[arg-type]
+        _set_submodule(net, conv_name, pair.fused)
+        _set_submodule(net, act_name, nn.Identity())
+        pairs.append(pair)
+    after, grad_after = _output_and_grad(net, probe)
+    scale = float(before.abs().max()), float(grad_before.abs().max())
+    if not (torch.allclose(before, after, rtol=1e-3, atol=1e-4 * scale[0])
+            and torch.allclose(grad_before, grad_after, rtol=1e-3, atol=1e-4 * scale[1])):
+        unfuse(net, pairs)
+        return []
+    return pairs
+
+
+def unfuse(net: nn.Module, pairs: Iterable[FusedPair]) -> None:
+    """Put fused convolutions and their activations back as they were."""
+    for pair in pairs:
+        _set_submodule(net, pair.conv, pair.fused.conv)
+        _set_submodule(net, pair.act, pair.fused.act)
+
+
+def _output_and_grad(net: nn.Module, probe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = probe.detach().clone().requires_grad_()
+    out = output_tensor(net(x))
+    (grad,) = torch.autograd.grad(out.square().mean(), x)
+    return out.detach(), grad
