@@ -9,10 +9,17 @@ import pytest
 import torch
 from torch import nn
 
+from featviz import fusion
 from featviz.fusion import FusedConvAct, fuse_conv_activations
 from featviz.models import FeatureModel, build_model
 from featviz.objectives import Channel
 from featviz.perf import PerfOptions
+
+
+@pytest.fixture(autouse=True)
+def fuse_every_size(monkeypatch):
+    """Small test images would fall under the size at which fusing pays; fuse them all."""
+    monkeypatch.setattr(fusion, "MIN_FUSED_ELEMENTS", 0)
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +65,32 @@ def test_fused_model_gives_the_plain_activations_and_gradients(plain, fused):
 
 
 def test_the_fused_kernel_runs(fused):
-    calls = []
     x = torch.rand(1, 3, 64, 64, requires_grad=True)
-    out = fused(x, ["blocks.1"])["blocks.1"]
-    node, seen = out.grad_fn, set()
-    stack = [node]
+    calls = _graph_ops(fused(x, ["blocks.1"])["blocks.1"])
+    # stem, blocks.0 depthwise, blocks.1 expansion and depthwise: four fused calls in the graph.
+    assert sum("ConvActFunction" in c for c in calls) == 4
+    assert not any("Hardtanh" in c for c in calls)
+
+
+def _graph_ops(out: torch.Tensor) -> list[str]:
+    names, stack, seen = [], [out.grad_fn], set()
     while stack:
         node = stack.pop()
         if node is None or node in seen:
             continue
         seen.add(node)
-        calls.append(type(node).__name__)
+        names.append(type(node).__name__)
         stack.extend(n for n, _ in node.next_functions)
-    # stem, blocks.0 depthwise, blocks.1 expansion and depthwise: four fused calls in the graph.
-    assert sum("ConvActFunction" in c for c in calls) == 4
-    assert not any("Hardtanh" in c for c in calls)
+    return names
+
+
+def test_small_activations_stay_unfused(fused, monkeypatch):
+    monkeypatch.setattr(fusion, "MIN_FUSED_ELEMENTS", 200_000)
+    conv_act = fused.net.get_submodule("blocks.1.expand_conv")  # 16 -> 96 channels, stride 1
+    big = torch.rand(1, 16, 50, 50, requires_grad=True).contiguous(memory_format=torch.channels_last)  # 240k outputs
+    small = torch.rand(1, 16, 30, 30, requires_grad=True).contiguous(memory_format=torch.channels_last)  # 86k
+    assert any("ConvActFunction" in op for op in _graph_ops(conv_act(big)))
+    assert not any("ConvActFunction" in op for op in _graph_ops(conv_act(small)))
 
 
 def test_asking_for_a_convolution_unfuses_only_that_one(plain):
