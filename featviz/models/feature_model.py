@@ -12,8 +12,9 @@ Every model featviz drives is wrapped in :class:`FeatureModel`, which
 Layer names are the network's module paths (``blocks.8``, ``inception4a``) plus
 ``logits``, the network's output.
 
-:meth:`FeatureModel.optimize` applies the speed-ups of :mod:`featviz.perf` (BatchNorm
-folding, channels-last memory, ``torch.compile``, bf16 autocast) without renaming a layer.
+:meth:`FeatureModel.optimize` applies the speed-ups of :mod:`featviz.perf` and
+:mod:`featviz.fusion` (BatchNorm folding, channels-last memory, convolution + activation
+fusion, the allocator setting, ``torch.compile``, bf16 autocast) without renaming a layer.
 """
 
 from __future__ import annotations
