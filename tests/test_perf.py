@@ -225,3 +225,25 @@ def test_units_mode_from_the_hydra_config(plain, tmp_path):
     summary = json.loads((tmp_path / "units.json").read_text())
     assert summary["units"] == [3, 0, 9] and set(summary["scores"]) == {"3", "0", "9"}
     assert summary["unit_steps_per_s"] > 0
+
+
+def test_banded_grid_sample_equals_one_call():
+    """With more threads than images the resample runs as bands; values and gradients are unchanged."""
+    from featviz.transforms import _grid_sample
+
+    theta = torch.tensor([[[0.8, -0.2, 0.03], [0.2, 0.8, -0.02]]])
+    grid = F.affine_grid(theta, [1, 3, 60, 48], align_corners=False)
+    image = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    grad_out = torch.randn(1, 3, 60, 48, generator=torch.Generator().manual_seed(1))
+    want = F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    (want_grad,) = torch.autograd.grad(want, image, grad_out)
+    threads = torch.get_num_threads()
+    try:
+        for n in (2, 4, 7):  # 7 does not divide 60 rows: falls back to 6 bands
+            torch.set_num_threads(n)
+            got = _grid_sample(image, grid)
+            (got_grad,) = torch.autograd.grad(got, image, grad_out)
+            assert torch.equal(got, want)
+            assert torch.allclose(got_grad, want_grad, atol=1e-6)
+    finally:
+        torch.set_num_threads(threads)
