@@ -175,6 +175,9 @@ def serve(side: str, threads: int) -> int:
     lucent_net = efficientnet_lite0(pretrained=True).eval()
     if side == "lucent-tuned":
         keep_freed_memory()
+    # The first torch.optim optimizer of a process imports torch._dynamo (2-4 s); pay that
+    # before the first timed render, on every side alike.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     models: dict[str, torch.nn.Module] = {}
     for line in sys.stdin:
         label, seed, steps = line.split()
