@@ -12,6 +12,10 @@ convolutions feed their BatchNorms directly is covered (torchvision's ResNets, M
 EfficientNets, GoogLeNet, RegNets and the embedded EfficientNet-Lite0). Pre-activation
 layouts (DenseNet's BN -> ReLU -> conv) are left as they are. Folding is then checked: the
 folded network must reproduce the probe's output, or the original weights are restored.
+
+This module also holds the options (:class:`PerfOptions`) and the process-wide allocator
+setting (:func:`keep_freed_memory`); :mod:`featviz.fusion` fuses convolutions with their
+activations after folding.
 """
 
 from __future__ import annotations
