@@ -35,8 +35,8 @@ from torch import nn
 from featviz.models.efficientnet_lite import Conv2dSame
 from featviz.perf import output_tensor, probe_pass
 
-# (oneDNN post-op name, its scalars) for the activations whose gradient mask can be read from
-# the output: ReLU (y > 0) and Hardtanh/ReLU6 (lo < y < hi).
+# The activations whose gradient mask can be read from their output, so the pre-activation
+# never has to be kept: ReLU (y > 0) and Hardtanh, ReLU6 among them (lo < y < hi).
 _ACTIVATIONS = (nn.ReLU, nn.Hardtanh)
 
 #: Below this many output elements a layer runs unfused. A oneDNN post-op call costs about
@@ -48,6 +48,7 @@ MIN_FUSED_ELEMENTS = 200_000
 
 
 def _post_op(act: nn.Module) -> tuple[str, list[float]]:
+    """oneDNN's post-op name and scalars for ``act``."""
     if isinstance(act, nn.Hardtanh):
         return "hardtanh", [float(act.min_val), float(act.max_val)]
     return "relu", []
