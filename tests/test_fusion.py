@@ -153,3 +153,15 @@ def test_a_chain_whose_preactivation_is_reused_is_left_alone():
 def test_fusion_can_be_switched_off(plain):
     model = copy.deepcopy(plain).optimize(PerfOptions(fuse_activations=False))
     assert model.fused == {} and model.folded
+
+
+def test_a_failing_fused_call_leaves_the_network_unfused(plain, monkeypatch):
+    def unsupported(*_args: object) -> torch.Tensor:
+        raise RuntimeError("no oneDNN post-ops in this build")
+
+    monkeypatch.setattr(fusion._ConvActFunction, "forward", staticmethod(unsupported))
+    net = copy.deepcopy(plain).optimize(PerfOptions(fuse_activations=False)).net
+    probe = torch.rand(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    assert fuse_conv_activations(net, probe) == []
+    assert not any(isinstance(m, FusedConvAct) for m in net.modules())
+    assert isinstance(net.get_submodule("blocks.3.expand_act"), nn.ReLU6)
