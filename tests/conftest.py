@@ -16,6 +16,11 @@ REPO = Path(__file__).resolve().parent.parent
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative L2 error of ``a`` against the reference ``b``."""
+    return float((a - b).norm() / b.norm())
+
+
 def hf_share(images: torch.Tensor, cutoff: float = 0.25) -> float:
     """Share of non-DC spectral power above ``cutoff`` cycles/pixel (computed in the tests, independently of featviz.metrics)."""
     x = images - images.mean(dim=(-2, -1), keepdim=True)
