@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featviz.models.efficientnet_lite import Conv2dSame
-from featviz.perf import output_tensor, probe_pass
+from featviz.perf import find_chains, output_tensor
 
 # The activations whose gradient mask can be read from their output, so the pre-activation
 # never has to be kept: ReLU (y > 0) and Hardtanh, ReLU6 among them (lo < y < hi).
@@ -192,50 +192,9 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def find_conv_act_pairs(net: nn.Module, probe: torch.Tensor) -> list[tuple[str, str, frozenset[str]]]:
-    """``(conv, activation, names that return the conv's output)`` for each fusable chain.
-
-    A chain counts if, in one pass of ``probe``, the activation's input is the tensor object
-    a 2-d convolution returned and each of the two ran once. The third element lists every
-    module that returned that same tensor (the convolution, an Identity, a wrapper).
-    """
-    names = {m: n for n, m in net.named_modules() if n}
-    returned: dict[int, list[str]] = {}
-    alive: list[torch.Tensor] = []  # every output stays alive during the pass, so ids stay unique
-    producer: dict[int, tuple[str, torch.Tensor]] = {}
-    calls: dict[str, int] = {}
-    pairs: list[tuple[str, int]] = []
-
-    def any_hook(module: nn.Module, _inputs: object, output: object) -> None:
-        if torch.is_tensor(output):
-            returned.setdefault(id(output), []).append(names[module])
-            alive.append(output)
-
-    def conv_hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-        producer[id(output)] = (names[module], output)
-
-    def act_pre_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        source = producer.get(id(inputs[0]))
-        if source is not None and source[1] is inputs[0]:
-            pairs.append((names[module], id(inputs[0])))
-
-    def count(module: nn.Module, _inputs: object) -> None:
-        calls[names[module]] = calls.get(names[module], 0) + 1
-
-    handles = []
-    for module, name in names.items():
-        handles.append(module.register_forward_pre_hook(count))
-        handles.append(module.register_forward_hook(any_hook))
-        if isinstance(module, nn.Conv2d) and not isinstance(module, FusedConvAct):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, _ACTIVATIONS):
-            handles.append(module.register_forward_pre_hook(act_pre_hook))
-    probe_pass(net, probe, handles)
-    out = []
-    for act, tensor_id in pairs:
-        conv = producer[tensor_id][0]
-        if calls.get(conv) == 1 and calls.get(act) == 1:
-            out.append((conv, act, frozenset(returned.get(tensor_id, [conv]))))
-    return out
+    """``(conv, activation, names that return the conv's output)`` for each fusable chain
+    (see :func:`featviz.perf.find_chains`)."""
+    return find_chains(net, probe, (nn.Conv2d,), _ACTIVATIONS)
 
 
 def fuse_conv_activations(net: nn.Module, probe: torch.Tensor, keep: Iterable[str] = ()) -> list[FusedPair]:

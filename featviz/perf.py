@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -109,49 +109,72 @@ def keep_freed_memory() -> bool:
     return _freed_memory_kept
 
 
-def find_conv_bn_pairs(net: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
-    """``(conv name, batchnorm name)`` for every BatchNorm fed directly by a convolution.
+def find_chains(
+    net: nn.Module,
+    probe: torch.Tensor,
+    producers: tuple[type[nn.Module], ...],
+    consumers: tuple[type[nn.Module], ...],
+    accept: Callable[[nn.Module], bool] = lambda _module: True,
+) -> list[tuple[str, str, frozenset[str]]]:
+    """``(producer, consumer, names)`` for each consumer fed directly by a producer.
 
-    A pair counts only if, during one forward pass of ``probe``, the BatchNorm's input is
-    the tensor object the convolution returned, and each of the two modules ran once.
+    A chain counts only if, during one forward pass of ``probe``, the consumer's input is
+    the very tensor object the producer returned (an ``nn.Identity`` between them passes
+    that object on), each of the two ran once, and nothing else of the consumers' kind reads
+    that tensor. ``names`` lists every module that returned the tensor (the producer, an
+    Identity, a wrapper): after rewriting the chain, all of them would return something
+    else. ``accept`` filters the consumers.
     """
     names = {m: n for n, m in net.named_modules() if n}
+    returned: dict[int, list[str]] = {}
+    alive: list[torch.Tensor] = []  # every output stays alive during the pass, so ids stay unique
     produced: dict[int, tuple[str, torch.Tensor]] = {}
-    pairs: list[tuple[str, str]] = []
     calls: dict[str, int] = {}
-    handles = []
+    links: list[tuple[str, str, int]] = []
 
-    def conv_hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-        name = names[module]
-        calls[name] = calls.get(name, 0) + 1
-        produced[id(output)] = (name, output)  # keep the tensor alive so its id stays unique
+    def count(module: nn.Module, _inputs: object) -> None:
+        calls[names[module]] = calls.get(names[module], 0) + 1
 
-    def bn_pre_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        name = names[module]
-        calls[name] = calls.get(name, 0) + 1
+    def any_hook(module: nn.Module, _inputs: object, output: object) -> None:
+        if torch.is_tensor(output):
+            returned.setdefault(id(output), []).append(names[module])
+            alive.append(output)
+
+    def producer_hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        produced[id(output)] = (names[module], output)
+
+    def consumer_pre_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         source = produced.get(id(inputs[0]))
         if source is not None and source[1] is inputs[0]:
-            pairs.append((source[0], name))
+            links.append((source[0], names[module], id(inputs[0])))
 
-    for module, name in names.items():
-        if isinstance(module, _CONVS):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, _BATCHNORMS) and module.running_mean is not None and module.running_var is not None:
-            # Without running statistics a BatchNorm normalizes by the batch: no fixed map to fold.
-            handles.append(module.register_forward_pre_hook(bn_pre_hook))
-    probe_pass(net, probe, handles)
-    convs = [c for c, _ in pairs]
-    return [(c, b) for c, b in pairs if calls[c] == 1 and calls[b] == 1 and convs.count(c) == 1]
-
-
-def probe_pass(net: nn.Module, probe: torch.Tensor, handles: Iterable[torch.utils.hooks.RemovableHandle]) -> None:
-    """Run ``probe`` through ``net`` without gradients for the watching ``handles``, then remove them."""
+    handles = []
+    for module in names:
+        handles.append(module.register_forward_pre_hook(count))
+        handles.append(module.register_forward_hook(any_hook))
+        if isinstance(module, producers):
+            handles.append(module.register_forward_hook(producer_hook))
+        elif isinstance(module, consumers) and accept(module):
+            handles.append(module.register_forward_pre_hook(consumer_pre_hook))
     try:
         with torch.no_grad():
             net(probe)
     finally:
         for h in handles:
             h.remove()
+    sources = [p for p, _, _ in links]
+    return [
+        (p, c, frozenset(returned.get(tensor_id, [p])))
+        for p, c, tensor_id in links
+        if calls.get(p) == 1 and calls.get(c) == 1 and sources.count(p) == 1
+    ]
+
+
+def find_conv_bn_pairs(net: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
+    """``(conv name, batchnorm name)`` for every BatchNorm fed directly by a convolution."""
+    # Without running statistics a BatchNorm normalizes by the batch: no fixed map to fold.
+    return [(c, b) for c, b, _ in find_chains(net, probe, _CONVS, _BATCHNORMS,
+                                              lambda bn: bn.running_mean is not None and bn.running_var is not None)]
 
 
 def _fold_into(conv: nn.Module, bn: nn.Module) -> None:

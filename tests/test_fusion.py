@@ -143,6 +143,27 @@ def test_a_chain_whose_preactivation_is_reused_is_left_alone():
     assert isinstance(net.conv, nn.Conv2d) and isinstance(net.act, nn.ReLU)
 
 
+class _TwoActivationsOnOneConv(nn.Module):
+    """One convolution read by two activations: neither can take the convolution's place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.relu6 = nn.ReLU6()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.relu(h) + self.relu6(h)
+
+
+def test_a_convolution_read_by_two_activations_is_left_alone():
+    net = _TwoActivationsOnOneConv().eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    probe = torch.randn(1, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    assert fuse_conv_activations(net, probe) == []
+    assert isinstance(net.conv, nn.Conv2d) and isinstance(net.relu, nn.ReLU)
+
+
 def test_fusion_can_be_switched_off(lite0):
     model = copy.deepcopy(lite0).optimize(PerfOptions(fuse_activations=False))
     assert model.fused == {} and model.folded
