@@ -37,6 +37,15 @@ def lite0():
     return build_model("efficientnet_lite0", device="cpu")
 
 
+@pytest.fixture(scope="session")
+def plain_lite0():
+    """EfficientNet-Lite0 that no test optimizes (``lite0`` is shared with runs that fold and
+    fuse it): the reference of the speed-up tests, which deep-copy it before optimizing."""
+    from featviz.models import build_model
+
+    return build_model("efficientnet_lite0", device="cpu")
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """Run ``python -m featviz ARGS`` in a subprocess and capture its output."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", **(env or {})}

@@ -25,8 +25,8 @@ def fuse_every_size(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def fused(lite0):
-    return copy.deepcopy(lite0).optimize(keep=["blocks.8"])
+def fused(plain_lite0):
+    return copy.deepcopy(plain_lite0).optimize(keep=["blocks.8"])
 
 
 def _input_grad(model: FeatureModel, x: torch.Tensor, layer: str) -> torch.Tensor:
@@ -36,25 +36,25 @@ def _input_grad(model: FeatureModel, x: torch.Tensor, layer: str) -> torch.Tenso
     return xi.grad
 
 
-def test_every_conv_relu6_chain_of_lite0_is_fused(fused, lite0):
+def test_every_conv_relu6_chain_of_lite0_is_fused(fused, plain_lite0):
     # The stem, 16 depthwise convolutions, 15 expansions and the head: each is followed by a
     # (folded) BatchNorm and a ReLU6. The projections have no activation.
     assert len(fused.fused) == 33
     assert isinstance(fused.net.get_submodule("blocks.3.expand_conv"), FusedConvAct)
     assert isinstance(fused.net.get_submodule("blocks.3.expand_act"), nn.Identity)
-    assert fused.layer_names == lite0.layer_names  # no layer name added or lost
-    unfused = copy.deepcopy(lite0).optimize(PerfOptions(fuse_activations=False), keep=["blocks.8"])
+    assert fused.layer_names == plain_lite0.layer_names  # no layer name added or lost
+    unfused = copy.deepcopy(plain_lite0).optimize(PerfOptions(fuse_activations=False), keep=["blocks.8"])
     assert fused.state_dict().keys() == unfused.state_dict().keys()  # weights keep their names
 
 
-def test_fused_model_gives_the_plain_activations_and_gradients(lite0, fused):
+def test_fused_model_gives_the_plain_activations_and_gradients(plain_lite0, fused):
     x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
     layers = ["blocks.2", "blocks.5.depthwise_act", "blocks.8", "logits"]
     with torch.no_grad():
-        want, got = lite0(x, layers), fused(x, layers)
+        want, got = plain_lite0(x, layers), fused(x, layers)
     for layer in layers:
         assert rel_error(got[layer], want[layer]) < 1e-5, layer
-    assert rel_error(_input_grad(fused, x, "blocks.8"), _input_grad(lite0, x, "blocks.8")) < 1e-4
+    assert rel_error(_input_grad(fused, x, "blocks.8"), _input_grad(plain_lite0, x, "blocks.8")) < 1e-4
 
 
 def test_the_fused_kernel_runs(fused):
@@ -86,25 +86,25 @@ def test_small_activations_stay_unfused(fused, monkeypatch):
     assert not any("ConvActFunction" in op for op in _graph_ops(conv_act(small)))
 
 
-def test_asking_for_a_convolution_unfuses_only_that_one(lite0):
-    model = copy.deepcopy(lite0).optimize()
+def test_asking_for_a_convolution_unfuses_only_that_one(plain_lite0):
+    model = copy.deepcopy(plain_lite0).optimize()
     x = torch.rand(1, 3, 64, 64)
     before = set(model.fused)
     with torch.no_grad():
         got = model(x, ["blocks.3.expand_conv", "blocks.4.depthwise_act"])
-        want = lite0(x, ["blocks.3.expand_conv", "blocks.4.depthwise_act"])
+        want = plain_lite0(x, ["blocks.3.expand_conv", "blocks.4.depthwise_act"])
     assert before - set(model.fused) == {"blocks.3.expand_conv"}  # the activation's own name stays fused
     for layer in want:
         assert rel_error(got[layer], want[layer]) < 1e-5, layer
     with torch.no_grad():  # a folded BatchNorm's name (an Identity) passes the conv output on: unfused too
         bn = model(x, ["blocks.5.bn1"])["blocks.5.bn1"]
-        assert rel_error(bn, lite0(x, ["blocks.5.bn1"])["blocks.5.bn1"]) < 1e-5
+        assert rel_error(bn, plain_lite0(x, ["blocks.5.bn1"])["blocks.5.bn1"]) < 1e-5
     assert "blocks.5.depthwise_conv" not in model.fused
 
 
-def test_unfusable_inputs_take_the_plain_path(lite0, fused):
+def test_unfusable_inputs_take_the_plain_path(plain_lite0, fused):
     conv_act = fused.net.get_submodule("blocks.2.depthwise_conv")
-    block = lite0.net.get_submodule("blocks.2")
+    block = plain_lite0.net.get_submodule("blocks.2")
     h = torch.randn(1, 144, 16, 16)
     with torch.no_grad():
         want = block.depthwise_act(block.bn1(block.depthwise_conv(h)))
@@ -164,17 +164,17 @@ def test_a_convolution_read_by_two_activations_is_left_alone():
     assert isinstance(net.conv, nn.Conv2d) and isinstance(net.relu, nn.ReLU)
 
 
-def test_fusion_can_be_switched_off(lite0):
-    model = copy.deepcopy(lite0).optimize(PerfOptions(fuse_activations=False))
+def test_fusion_can_be_switched_off(plain_lite0):
+    model = copy.deepcopy(plain_lite0).optimize(PerfOptions(fuse_activations=False))
     assert model.fused == {} and model.folded
 
 
-def test_a_failing_fused_call_leaves_the_network_unfused(lite0, monkeypatch):
+def test_a_failing_fused_call_leaves_the_network_unfused(plain_lite0, monkeypatch):
     def unsupported(*_args: object) -> torch.Tensor:
         raise RuntimeError("no oneDNN post-ops in this build")
 
     monkeypatch.setattr(fusion._ConvActFunction, "forward", staticmethod(unsupported))
-    net = copy.deepcopy(lite0).optimize(PerfOptions(fuse_activations=False)).net
+    net = copy.deepcopy(plain_lite0).optimize(PerfOptions(fuse_activations=False)).net
     probe = torch.rand(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
     assert fuse_conv_activations(net, probe) == []
     assert not any(isinstance(m, FusedConvAct) for m in net.modules())

@@ -29,25 +29,25 @@ LAYERS = ["blocks.2", "blocks.8.expand_act", "blocks.10", "logits"]
 
 
 @pytest.fixture(scope="module")
-def fast(lite0):
-    # A copy: optimize() changes the network in place, and the session's lite0 must stay plain.
-    return copy.deepcopy(lite0).optimize(keep=["blocks.3.depthwise_conv"])
+def fast(plain_lite0):
+    # A copy: optimize() changes the network in place, and plain_lite0 must stay plain.
+    return copy.deepcopy(plain_lite0).optimize(keep=["blocks.3.depthwise_conv"])
 
 
-def test_folded_model_gives_the_same_activations(lite0, fast):
+def test_folded_model_gives_the_same_activations(plain_lite0, fast):
     assert len(fast.folded) == 48  # 49 conv -> BN pairs, one kept for blocks.3.depthwise_conv
-    assert fast.channels_last and fast.layer_names == lite0.layer_names
+    assert fast.channels_last and fast.layer_names == plain_lite0.layer_names
     x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        want, got = lite0(x, LAYERS), fast(x, LAYERS)
+        want, got = plain_lite0(x, LAYERS), fast(x, LAYERS)
     for layer in LAYERS:
         assert rel_error(got[layer], want[layer]) < 1e-5, layer
 
 
-def test_folded_model_gives_the_same_input_gradient(lite0, fast):
+def test_folded_model_gives_the_same_input_gradient(plain_lite0, fast):
     x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(2))
     grads = []
-    for model in (lite0, fast):
+    for model in (plain_lite0, fast):
         xi = x.clone().requires_grad_(True)
         Channel("blocks.8", 5)(model(xi, ["blocks.8"])).sum().backward()
         grads.append(xi.grad)
@@ -55,24 +55,24 @@ def test_folded_model_gives_the_same_input_gradient(lite0, fast):
     assert all(p.grad is None and not p.requires_grad for p in fast.parameters())
 
 
-def test_a_kept_convolution_gives_its_own_output(lite0, fast):
+def test_a_kept_convolution_gives_its_own_output(plain_lite0, fast):
     assert "blocks.3.depthwise_conv" not in fast.folded
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         kept = fast(x, ["blocks.3.depthwise_conv"])["blocks.3.depthwise_conv"]
-        assert rel_error(kept, lite0(x, ["blocks.3.depthwise_conv"])["blocks.3.depthwise_conv"]) < 1e-5
+        assert rel_error(kept, plain_lite0(x, ["blocks.3.depthwise_conv"])["blocks.3.depthwise_conv"]) < 1e-5
 
 
-def test_a_shared_model_unfolds_a_convolution_asked_for_later(lite0):
-    model = copy.deepcopy(lite0).optimize()
+def test_a_shared_model_unfolds_a_convolution_asked_for_later(plain_lite0):
+    model = copy.deepcopy(plain_lite0).optimize()
     assert {"conv_head", "conv_stem"} <= model.folded.keys()
     model.optimize(keep=["conv_head"])  # a later run's objective on the conv itself gets it back
     assert "conv_head" not in model.folded
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        assert rel_error(model(x, ["conv_head"])["conv_head"], lite0(x, ["conv_head"])["conv_head"]) < 1e-5
+        assert rel_error(model(x, ["conv_head"])["conv_head"], plain_lite0(x, ["conv_head"])["conv_head"]) < 1e-5
         # Asked for directly (a metric, a diagnostic on a shared model): unfolded on the spot.
-        assert rel_error(model(x, ["conv_stem"])["conv_stem"], lite0(x, ["conv_stem"])["conv_stem"]) < 1e-5
+        assert rel_error(model(x, ["conv_stem"])["conv_stem"], plain_lite0(x, ["conv_stem"])["conv_stem"]) < 1e-5
     assert "conv_stem" not in model.folded
 
 
@@ -85,11 +85,11 @@ def test_folding_finds_pairs_in_torchvision_models():
         assert rel_error(opt(x)["logits"], ref(x)["logits"]) < 1e-5
 
 
-def test_bf16_autocast_returns_float32_close_to_float32(lite0):
-    model = copy.deepcopy(lite0).optimize(PerfOptions(fold_bn=False, channels_last=False, amp="bf16"))
+def test_bf16_autocast_returns_float32_close_to_float32(plain_lite0):
+    model = copy.deepcopy(plain_lite0).optimize(PerfOptions(fold_bn=False, channels_last=False, amp="bf16"))
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        got, want = model(x, ["blocks.4"])["blocks.4"], lite0(x, ["blocks.4"])["blocks.4"]
+        got, want = model(x, ["blocks.4"])["blocks.4"], plain_lite0(x, ["blocks.4"])["blocks.4"]
     assert got.dtype == torch.float32
     assert 0 < rel_error(got, want) < 0.1
 
@@ -156,13 +156,13 @@ def test_fused_geometry_matches_the_chain_away_from_the_borders():
         assert (a - b).abs().mean() < 5e-3
 
 
-def test_optimized_render_equals_plain_render(lite0, fast):
+def test_optimized_render_equals_plain_render(plain_lite0, fast):
     def run(model, fuse):
         g = torch.Generator().manual_seed(0)
         tf = build_transforms(pad=4, pad_mode="constant", jitter=4, scale=(0.95, 1.05), rotate=5, jitter_after=2, resize=64, fuse_geometry=fuse)
         return render(model, Channel("blocks.4", 7), param=FFTImage(48, generator=g), transforms=tf, steps=6, log_every=6, device="cpu", generator=g)
 
-    base, opt, both = run(lite0, False), run(fast, False), run(fast, True)
+    base, opt, both = run(plain_lite0, False), run(fast, False), run(fast, True)
     # Adam divides by the gradient's running RMS, so float-rounding differences in tiny
     # gradient entries move single pixels by up to lr; on average the images agree closely.
     assert (opt.images - base.images).abs().mean() < 1e-3
@@ -200,7 +200,7 @@ def test_contact_sheet_labels_every_tile():
         contact_sheet(torch.rand(2, 3, 8, 8), ["only one"])
 
 
-def test_units_mode_from_the_hydra_config(lite0, tmp_path):
+def test_units_mode_from_the_hydra_config(plain_lite0, tmp_path):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -212,7 +212,7 @@ def test_units_mode_from_the_hydra_config(lite0, tmp_path):
         )
     container = OmegaConf.to_container(cfg, resolve=True)
     assert container["perf"]["fold_bn"] and container["logger"]["kind"] == "none"
-    sheet = run_units(container, tmp_path, model=copy.deepcopy(lite0))
+    sheet = run_units(container, tmp_path, model=copy.deepcopy(plain_lite0))
     assert sheet == tmp_path / "contact_sheet.png" and sheet.stat().st_size > 0
     assert sorted(p.name for p in (tmp_path / "units").iterdir()) == ["0.png", "3.png", "9.png"]
     summary = json.loads((tmp_path / "units.json").read_text())
