@@ -10,7 +10,7 @@ folding, channels-last, one fused resample), the standard transformation stack a
 * ``batch``: images x steps / s against the batch size (128 px FFT, resized to 224);
 * ``size``: images x steps / s against the image side, rendered at that size (no resize);
 * ``units``: units x steps / s for rendering every channel of one layer, ``units.batch``
-  at a time, setup of each render included (what ``python -m featviz.contact_sheet`` does);
+  at a time, setup of each render included (what ``python -m featviz units`` does);
 * ``overhead``: the time of a full optimization step (parameterization, transforms,
   network, objective, backward, Adam) over the time of the bare forward+backward of the
   truncated, optimized network on a fixed 224 px input of the same batch size.
@@ -37,11 +37,12 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from featviz.builders import RunParts  # noqa: E402
-from featviz.contact_sheet import render_units  # noqa: E402
+from featviz.app.build import RunParts
+from featviz.tools.contact_sheet import render_units
 from featviz.models import FeatureModel, build_model  # noqa: E402
-from featviz.objectives import Channel, ClassLogit, Objective  # noqa: E402
-from featviz.params import FFTImage  # noqa: E402
+from featviz.objectives.units import Channel, ClassLogit
+from featviz.objectives.base import Objective
+from featviz.params.fourier import FFTImage
 from featviz.transforms import Compose, build_transforms  # noqa: E402
 
 LAYERS = {"early": "blocks.2", "middle": "blocks.8", "late": "blocks.14", "logit": "logits"}
@@ -53,7 +54,7 @@ def standard(resize: int | None) -> Compose:
 
 def objective_for(layer: str, batch: int) -> Objective:
     """Unit ``i % channels`` on image ``i``, so a batch renders distinct units like a contact sheet does."""
-    from featviz.contact_sheet import UnitsObjective
+    from featviz.tools.contact_sheet import UnitsObjective
 
     if layer == "logits":
         return ClassLogit(281)

@@ -12,7 +12,7 @@ cores are)::
     python benchmarks/transfer_table.py --configs pixel:none,pixel:standard,fft:none,fft:standard
     python benchmarks/transfer_table.py --report-only      # report existing sweeps again
     python benchmarks/transfer_table.py --report-only --view-sensitivity 16   # ranking under other view families
-    python benchmarks/transfer_table.py --steps 8 --seeds 0 --classes 281 --out /tmp/t   # smoke test
+    python benchmarks/transfer_table.py --steps 8 --seeds 0 --classes 281 --out outputs/transfer-smoke   # smoke test
 
 It prints whether the measured numbers show the claim (exit code 1 if they do not).
 """
@@ -76,9 +76,9 @@ def view_sensitivity(out: Path, views: int) -> str:
     import torch
 
     from featviz.images import load_png
-    from featviz.metrics import UnseenViews, view_metrics
+    from featviz.metrics.views import UnseenViews, view_metrics
     from featviz.models import build_model
-    from featviz.objectives import class_logit
+    from featviz.objectives.units import class_logit
 
     model = build_model("efficientnet_lite0")
     cells: dict[tuple[str, str, str], dict[str, list[tuple[float, float]]]] = {}
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         for pair in args.configs.split(","):
             param, _, transforms = pair.partition(":")
             sweep(args.out, param, transforms, args.steps, args.seeds, args.classes, args.size)
-    from featviz.report import main as report
+    from featviz.app.report import main as report
 
     table_dir, grid_dir = args.out / "report_table", args.out / "report_grid"
     first_class, first_seed = args.classes.split(",")[0], args.seeds.split(",")[0]

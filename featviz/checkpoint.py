@@ -23,7 +23,6 @@ with ``weights_only=True``, so opening a checkpoint cannot execute code.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -36,42 +35,21 @@ from typing import Any
 
 import torch
 
-from featviz.errors import ConfigError, FeatvizError
+from featviz.errors import ConfigError
 from featviz.images import atomic_write_bytes
-from featviz.params import ImageParam
-from featviz.render import Callback, RenderContext, RenderResult
+from featviz.callbacks import Callback, RenderContext, RenderResult
+from featviz.render import load_state, loop_state
+from featviz.rundir import CHECKPOINT_NAME, RESULT_NAME, read_json
+from featviz.errors import CheckpointError, Preempted
 
 log = logging.getLogger("featviz")
 
-CHECKPOINT_NAME = "checkpoint.pt"
-RESULT_NAME = "result.json"
-FORMAT = 1  # bump when the saved layout changes, so old files are refused with a clear message
 SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
 # Config keys that change how a run is watched, not what it computes: a run folder may be
 # resumed with different values for them.
 WATCH_KEYS = ("logger", "progress", "tags", "checkpoint_every")
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
-
-
-class CheckpointError(FeatvizError):
-    """A checkpoint cannot be used for this run (unreadable, or written by another config)."""
-
-
-class Preempted(Exception):
-    """The render stopped on a signal after saving its state; rerunning resumes it.
-
-    ``exit_code`` is what the process should exit with: 128 + the signal number, as if the
-    signal had killed it, or the code a previous handler chose (``handed_over``: e.g.
-    submitit, which has requeued the job by then, so nobody needs to rerun anything).
-    """
-
-    def __init__(self, signal_name: str, step: int, steps: int, path: Path, exit_code: int, handed_over: bool = False) -> None:
-        where = f"at step {step}/{steps}"
-        then = f"; the job's own {signal_name} handler ended it (under submitit: requeued, and the requeued job resumes)" if handed_over else ""
-        super().__init__(f"stopped by {signal_name} {where}; the state is saved in {path}{then}")
-        self.signal_name, self.step, self.steps, self.path, self.exit_code = signal_name, step, steps, path, exit_code
-        self.handed_over = handed_over
 
 
 class Checkpointer(Callback):
@@ -160,43 +138,8 @@ class Checkpointer(Callback):
 
     def save(self, ctx: RenderContext, step: int) -> None:
         """Write the state after ``step`` updates (atomically: a kill mid-write keeps the previous one)."""
-        state = {
-            "format": FORMAT,
-            "step": step,
-            "steps": ctx.steps,
-            "param": ctx.param.state_dict(),
-            "optimizer": ctx.optimizer.state_dict(),
-            "generator": ctx.generator.get_state(),
-            "history": [dict(h) for h in ctx.history],
-            "meta": self.meta,
-        }
+        state = {**loop_state(ctx, step), "meta": self.meta}
         atomic_write_bytes(self.path, lambda f: torch.save(state, f))
-
-
-def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint without running any code from it (``weights_only=True``)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling, zip and I/O errors all mean the same to the user
-        raise CheckpointError(f"{path} is not a readable featviz checkpoint ({type(exc).__name__}: {exc}); delete it to start the run over") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{path} has checkpoint format {found!r}, this featviz writes {FORMAT}; delete it to start the run over")
-    return state
-
-
-def restore(
-    checkpoint: str | os.PathLike[str] | Mapping[str, Any], param: ImageParam, optimizer: torch.optim.Optimizer, generator: torch.Generator
-) -> tuple[int, list[dict[str, float]]]:
-    """Put a saved state back; returns ``(step, history)`` for the loop to continue from."""
-    state = checkpoint if isinstance(checkpoint, Mapping) else load(checkpoint)
-    try:
-        param.load_state_dict(state["param"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        return int(state["step"]), [dict(h) for h in state["history"]]
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"the checkpoint does not fit this run ({type(exc).__name__}: {exc}); delete it to start over, or rerun the config that wrote it") from exc
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -240,10 +183,7 @@ def find_resume_point(run_dir: str | os.PathLike[str], config: Mapping[str, Any]
     run_dir = Path(run_dir)
     result_path = run_dir / RESULT_NAME
     if result_path.is_file():
-        try:
-            result = json.loads(result_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            result = {}
+        result = read_json(result_path) or {}
         if result.get("status") == "completed":
             diff = config_differences(result.get("config") or {}, config)
             if diff:
@@ -254,7 +194,7 @@ def find_resume_point(run_dir: str | os.PathLike[str], config: Mapping[str, Any]
     ckpt = run_dir / CHECKPOINT_NAME
     if not ckpt.is_file():
         return ResumePoint()
-    state = load(ckpt)
+    state = load_state(ckpt)
     diff = config_differences(state.get("meta", {}).get("config") or {}, config)
     if diff:
         raise CheckpointError(

@@ -7,6 +7,7 @@ non-zero; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from collections.abc import Iterable
 
 
@@ -53,3 +54,27 @@ def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     if close:
         return close
     return [c for c in pool if name.split(".")[0] in c][:n]
+
+
+class CheckpointError(FeatvizError):
+    """A checkpoint cannot be used for this run (unreadable, or written by another config)."""
+
+
+class Preempted(Exception):
+    """The render stopped on a signal after saving its state; rerunning resumes it.
+
+    ``exit_code`` is what the process should exit with: 128 + the signal number, as if the
+    signal had killed it, or the code a previous handler chose (``handed_over``: e.g.
+    submitit, which has requeued the job by then, so nobody needs to rerun anything).
+    """
+
+    def __init__(self, signal_name: str, step: int, steps: int, path: Path, exit_code: int, handed_over: bool = False) -> None:
+        where = f"at step {step}/{steps}"
+        then = f"; the job's own {signal_name} handler ended it (under submitit: requeued, and the requeued job resumes)" if handed_over else ""
+        super().__init__(f"stopped by {signal_name} {where}; the state is saved in {path}{then}")
+        self.signal_name, self.step, self.steps, self.path, self.exit_code = signal_name, step, steps, path, exit_code
+        self.handed_over = handed_over
+
+
+class OutputError(FeatvizError):
+    """A run file could not be written (disk full, read-only or vanished folder) or would leave the run folder."""

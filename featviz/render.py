@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,12 +23,34 @@ from torch import nn
 
 from featviz.errors import ConfigError, NonFiniteLossError
 from featviz.models.feature_model import FeatureModel
-from featviz.objectives import Objective
-from featviz.params import FFTImage, ImageParam
-from featviz.regularizers import Regularizer
+from featviz.objectives.base import Objective
+from featviz.params.fourier import FFTImage
+from featviz.params.base import ImageParam
+from featviz.regularizers.base import Regularizer
 from featviz.transforms import Compose, Transform
+from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
+from featviz.errors import CheckpointError
+
+STATE_FORMAT = 1  # bump when the saved layout changes, so old files are refused with a clear message
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+@dataclass
+class RunParts:
+    """Everything ``render`` needs, built from one config."""
+
+    model: FeatureModel
+    objective: Objective
+    param: ImageParam
+    transforms: Compose
+    regularizers: list[Regularizer]
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+    generator: torch.Generator
+    device: torch.device
+    # Callbacks the config asks for (preconditioners, the diversity metric of batch runs); the
+    # app puts them before its RunWriter so what they add to result.final is recorded.
+    callbacks: list[Callback] = field(default_factory=list)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -39,71 +61,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu")
     return dev
-
-
-@dataclass
-class StepRecord:
-    """What callbacks see at a recorded step."""
-
-    step: int
-    images: torch.Tensor  # detached, on the run's device, [B, 3, H, W] in [0, 1]
-    metrics: dict[str, float]  # objective, loss, each weighted regularizer term, lr
-    per_image: list[float]  # objective score of each batch element
-    snapshot: bool
-
-
-@dataclass
-class RenderResult:
-    images: torch.Tensor  # final images on CPU
-    history: list[dict[str, float]]
-    steps: int
-    wall_time: float
-    final: dict[str, float]
-
-    @property
-    def steps_per_s(self) -> float:
-        return self.steps / self.wall_time if self.wall_time > 0 else float("nan")
-
-
-@dataclass
-class RenderContext:
-    """Everything a callback may need to look at (or, for checkpoints, restore)."""
-
-    model: FeatureModel
-    objective: Objective
-    param: ImageParam
-    optimizer: torch.optim.Optimizer
-    transforms: Transform
-    generator: torch.Generator
-    steps: int
-    snapshots: frozenset[int]
-    device: torch.device
-    start_step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)  # recorded metrics so far (a checkpoint saves them)
-
-    @torch.no_grad()
-    def evaluate(self, images: torch.Tensor) -> torch.Tensor:
-        """Objective score of ``images`` with no transform except the resize to model input."""
-        size = self.model.input_size
-        if images.shape[-1] != size:
-            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-        return self.objective(self.model(images, self.objective.layers))
-
-
-class Callback:
-    """Hooks of the render loop; override what you need. Default methods do nothing."""
-
-    def on_start(self, ctx: RenderContext) -> None: ...
-
-    def on_step(self, ctx: RenderContext, record: StepRecord) -> None: ...
-
-    def on_after_update(self, ctx: RenderContext, step: int) -> None:
-        """After the optimizer update that leads to ``step`` (e.g. to edit the parameter)."""
-
-    def on_end(self, ctx: RenderContext, result: RenderResult) -> None: ...
-
-    def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None: ...
 
 
 def _snapshot_step(value: Any) -> int:
@@ -197,7 +154,7 @@ def render(
     snaps = frozenset(s for s in map(_snapshot_step, snapshots) if 0 <= s <= steps)
     ctx = RenderContext(model, objective, param, opt, transforms, generator, steps, snaps, dev)
     if resume_from is not None:
-        from featviz.checkpoint import restore  # imported here: checkpoint builds on this module
+        from featviz.render import restore
 
         ctx.start_step, ctx.history = restore(resume_from, param, opt, generator)
         if ctx.start_step > steps:
@@ -256,3 +213,46 @@ def render(
     for cb in callbacks:
         cb.on_end(ctx, result)
     return result
+
+
+def loop_state(ctx: RenderContext, step: int) -> dict[str, Any]:
+    """The loop's whole state after ``step`` updates, as plain tensors and containers.
+
+    Enough to continue to the same bytes: parameter, optimizer moments, the generator that
+    drives every random transform, and the metrics so far (:func:`restore` puts it back).
+    """
+    return {
+        "format": STATE_FORMAT,
+        "step": step,
+        "steps": ctx.steps,
+        "param": ctx.param.state_dict(),
+        "optimizer": ctx.optimizer.state_dict(),
+        "generator": ctx.generator.get_state(),
+        "history": [dict(h) for h in ctx.history],
+    }
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint without running any code from it (``weights_only=True``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling, zip and I/O errors all mean the same to the user
+        raise CheckpointError(f"{path} is not a readable featviz checkpoint ({type(exc).__name__}: {exc}); delete it to start the run over") from exc
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} has checkpoint format {found!r}, this featviz writes {STATE_FORMAT}; delete it to start the run over")
+    return state
+
+
+def restore(
+    checkpoint: str | os.PathLike[str] | Mapping[str, Any], param: ImageParam, optimizer: torch.optim.Optimizer, generator: torch.Generator
+) -> tuple[int, list[dict[str, float]]]:
+    """Put a saved state back; returns ``(step, history)`` for the loop to continue from."""
+    state = checkpoint if isinstance(checkpoint, Mapping) else load_state(checkpoint)
+    try:
+        param.load_state_dict(state["param"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        return int(state["step"]), [dict(h) for h in state["history"]]
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"the checkpoint does not fit this run ({type(exc).__name__}: {exc}); delete it to start over, or rerun the config that wrote it") from exc

@@ -258,10 +258,12 @@ def build_transforms(
         stages.append(Pad(pad, mode=pad_mode))
     if jitter:
         stages.append(Jitter(jitter))
-    if scale is not None and tuple(scale) != (1.0, 1.0):
-        if len(scale) != 2:
-            raise ConfigError(f"transforms.scale={list(scale)} must be [low, high]")
-        stages.append(RandomScale(*scale))
+    if scale is not None:
+        pair = list(scale) if isinstance(scale, Sequence) and not isinstance(scale, str) else [scale]
+        if len(pair) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair):
+            raise ConfigError(f"transforms.scale={scale!r} must be [low, high], two finite numbers (or null for none)")
+        if tuple(pair) != (1.0, 1.0):
+            stages.append(RandomScale(*pair))
     if rotate:
         stages.append(RandomRotate(rotate))
     if jitter_after:

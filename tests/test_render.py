@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from featviz.errors import ConfigError, NonFiniteLossError
-from featviz.objectives import Channel, Objective
-from featviz.outputs import RunWriter
-from featviz.params import FFTImage, PixelImage
-from featviz.regularizers import L1
+from featviz.objectives.units import Channel
+from featviz.objectives.base import Objective
+from featviz.writer import RunWriter
+from featviz.params.fourier import FFTImage
+from featviz.params.pixel import PixelImage
+from featviz.regularizers.frequency import L1
 from featviz.render import render
 from featviz.transforms import build_transforms
 

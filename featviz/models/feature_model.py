@@ -12,8 +12,8 @@ Every model featviz drives is wrapped in :class:`FeatureModel`, which
 Layer names are the network's module paths (``blocks.8``, ``inception4a``) plus
 ``logits``, the network's output.
 
-:meth:`FeatureModel.optimize` applies the speed-ups of :mod:`featviz.perf` and
-:mod:`featviz.fusion` (BatchNorm folding, channels-last memory, convolution + activation
+:meth:`FeatureModel.optimize` applies the speed-ups of :mod:`featviz.models.speedups` and
+:mod:`featviz.models.speedups.fusion` (BatchNorm folding, channels-last memory, convolution + activation
 fusion, the allocator setting, ``torch.compile``, bf16 autocast) without renaming a layer.
 """
 
@@ -26,8 +26,10 @@ import torch
 from torch import nn
 
 from featviz.errors import ImageSizeError, UnknownLayerError, closest
-from featviz.fusion import FusedPair, fuse_conv_activations, unfuse
-from featviz.perf import FoldedPair, PerfOptions, fold_batchnorms, keep_freed_memory, unfold
+from featviz.models.speedups.fusion import FusedPair, fuse_conv_activations, unfuse
+from featviz.models.speedups.folding import FoldedPair, fold_batchnorms, unfold
+from featviz.models.speedups.options import PerfOptions
+from featviz.models.speedups.memory import keep_freed_memory
 
 LOGITS = "logits"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -1,0 +1,147 @@
+"""One job: a composed config in, one render into the job's output folder out.
+
+Thin on purpose: it builds the parts (:mod:`featviz.app.build`), attaches the callbacks
+(files, progress bar, metrics, logger, checkpoints) and calls :func:`featviz.render`. It
+owns the job's failure record and the logger's teardown: whatever fails, ``result.json``
+says so and the W&B run is finished. Rerunning in the same output folder resumes from its
+checkpoint, or skips a run already completed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from featviz.app.config import REPO_ROOT, to_plain
+
+log = logging.getLogger("featviz")
+
+
+def set_threads(value: Any) -> None:
+    """Apply the ``threads`` config (torch's CPU threads for this job; null keeps torch's default)."""
+    import torch
+
+    from featviz.errors import ConfigError
+
+    if value is None:
+        return
+    try:
+        threads = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"threads={value!r} must be a whole number >= 1, or null for torch's default") from None
+    if threads < 1:
+        raise ConfigError(f"threads={threads} must be >= 1, or null for torch's default")
+    torch.set_num_threads(threads)
+
+
+def environment() -> dict[str, Any]:
+    """Versions, device and git commit, so a result can be traced to what made it."""
+    import torch
+
+    import featviz
+
+    env: dict[str, Any] = {
+        "featviz": featviz.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    # Read versions from package metadata: importing torchvision just for its version
+    # costs seconds (it pulls in torch._dynamo), on every job of a sweep.
+    for package in ("torchvision", "hydra-core", "wandb", "numpy"):
+        try:
+            env[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            env[package] = None
+    try:
+        env["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        env["git_commit"] = None
+    return env
+
+
+def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Render one config into ``out_dir``; returns the final metrics."""
+    import torch
+
+    from featviz.app.build import build_run
+    from featviz.checkpoint import Checkpointer, find_resume_point
+    from featviz.rundir import CHECKPOINT_NAME
+    from featviz.app.build import build_metrics_callback
+    from featviz.progress import ProgressBar
+    from featviz.writer import RunWriter
+    from featviz.render import render
+
+    container = to_plain(cfg)
+    # Before anything is written: the folder may hold this run finished, or half done.
+    resume = find_resume_point(out_dir, container)
+    if resume.completed is not None:
+        print(f"featviz: {out_dir} already holds this run, completed; nothing to redo (a new output folder renders it again)")
+        return dict(resume.completed.get("final") or {})
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    writer = RunWriter(out_dir, config=container, extra={"overrides": overrides, "environment": environment()})
+    logger_cfg = container.get("logger") or {}
+    tracker = None
+    try:
+        set_threads(container.get("threads"))
+        checkpointer = Checkpointer(out_dir / CHECKPOINT_NAME, every=container.get("checkpoint_every", 0), meta={"config": container})
+        parts = build_run(container)
+        writer.extra.update(device=str(parts.device), torch_threads=torch.get_num_threads())
+        if resume.state is not None:
+            writer.extra["resumed_from_step"] = resume.step
+            log.info("resuming from %s at step %d", out_dir / CHECKPOINT_NAME, resume.step)
+        metrics = build_metrics_callback(container.get("metrics") or {}, parts.device)
+        if logger_cfg.get("kind", "none") != "none":
+            from featviz.app.tracking import build_logger
+
+            tracker = build_logger(logger_cfg, container, out_dir, overrides)
+    except Exception as exc:
+        writer.fail(exc, steps_done=resume.step)
+        raise
+    # The run's own callbacks (preconditioners, batch-term metrics) and the metrics first: they
+    # add to result.final in on_end, which the writer and logger then record.
+    callbacks: list[Any] = [*parts.callbacks, writer] if metrics is None else [*parts.callbacks, metrics, writer]
+    if container.get("progress", True):
+        callbacks.append(ProgressBar())
+    if tracker is not None:
+        callbacks.append(tracker)
+    callbacks.append(checkpointer)  # last: it may stop the run after everyone has seen the step
+    try:
+        result = render(
+            parts.model,
+            parts.objective,
+            param=parts.param,
+            transforms=parts.transforms,
+            regularizers=parts.regularizers,
+            optimizer=parts.optimizer,
+            steps=int(container["steps"]),
+            snapshots=container.get("snapshots") or (),
+            log_every=int(container.get("log_every", 1)),
+            callbacks=callbacks,
+            device=parts.device,
+            generator=parts.generator,
+            resume_from=resume.state,
+        )
+    except BaseException as exc:
+        # The loop's on_error covers failures inside it; this also covers those around it
+        # (validation before the loop, another callback's on_start or on_end), so result.json
+        # always says what happened and the next job never logs into this run.
+        if not writer.reported:
+            writer.fail(exc, steps_done=resume.step)
+        if tracker is not None:
+            tracker.close(exit_code=1)
+        raise
+    log.info("final objective %.4g, %.2f steps/s; images in %s", result.final["objective"], result.steps_per_s, out_dir)
+    return result.final
+
+

@@ -1,0 +1,402 @@
+"""Typed configs: one structured-config schema per config group, registered in Hydra's ConfigStore.
+
+Hydra merges every ``conf/`` file and command-line override into these dataclasses, so a
+wrong type (``param.size=abc``, ``steps=1.5``), an unknown key or an unknown choice
+(``param.value_range=soft``) is Hydra's error before any job starts, and ``no``/``off``
+are real booleans. Groups of one shape (model, transforms, regularizer, ...) are typed by
+their field in :class:`Config`; groups whose options differ in shape (``param``,
+``objective``) are typed per option: each ``conf/<group>/<kind>.yaml`` names its schema
+``/schema/<group>/<kind>`` in its defaults list. :func:`featviz.app.build.validate` applies
+the same schemas to plain dicts, so notebooks and tests get the same checks without Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+# OmegaConf resolves annotations at runtime, so they use typing's names (no PEP 604 unions).
+
+
+class ValueRange(Enum):
+    """How a parameterization maps its field to [0, 1]."""
+
+    sigmoid = "sigmoid"
+    clamp = "clamp"
+
+
+class PadMode(Enum):
+    constant = "constant"
+    reflect = "reflect"
+    replicate = "replicate"
+
+
+class DiversityKind(Enum):
+    gram = "gram"
+    style = "style"
+
+
+class LoggerMode(Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class LoggerKind(Enum):
+    wandb = "wandb"
+    none = "none"
+
+
+class Amp(Enum):
+    none = "none"
+    bf16 = "bf16"
+
+
+class UnitKind(Enum):
+    channel = "channel"
+    neuron = "neuron"
+
+
+@dataclass
+class ModelConfig:
+    """``model=NAME``: a registry network, or any ``nn.Module`` through ``net._target_``."""
+
+    name: str = "efficientnet_lite0"
+    weights: Optional[str] = "imagenet"  # imagenet | none | path to a state_dict
+    input_size: Optional[int] = 224
+    net: Optional[Any] = None  # {_target_: importable.Class, ...arguments} for model=custom
+
+
+# --- objectives: one schema per kind --------------------------------------------------
+
+
+@dataclass
+class ObjectiveConfig:
+    kind: str = MISSING
+    negate: bool = False  # minimize instead
+    batch: Optional[int] = None  # apply to this batch element only
+    weight: float = 1.0
+
+
+@dataclass
+class ChannelObjective(ObjectiveConfig):
+    kind: str = "channel"
+    layer: str = "blocks.10"
+    unit: int = 0
+
+
+@dataclass
+class NeuronObjective(ChannelObjective):
+    kind: str = "neuron"
+    x: Optional[int] = None
+    y: Optional[int] = None
+
+
+@dataclass
+class LayerObjective(ObjectiveConfig):
+    kind: str = "layer"
+    layer: str = "blocks.10"
+
+
+@dataclass
+class ClassObjective(ObjectiveConfig):
+    kind: str = "class_logit"
+    unit: int = 281
+
+
+@dataclass
+class DirectionObjective(ObjectiveConfig):
+    kind: str = "direction"
+    layer: str = "blocks.10"
+    units: Optional[List[Any]] = None  # channels, each alone or as [channel, weight]
+    vector: Optional[List[float]] = None
+    cossim_pow: float = 0.0
+
+
+@dataclass
+class RandomDirectionObjective(ObjectiveConfig):
+    kind: str = "random_direction"
+    layer: str = "blocks.10"
+    seed: int = 0
+    cossim_pow: float = 0.0
+
+
+@dataclass
+class InterpolateObjective(ObjectiveConfig):
+    kind: str = "interpolate"
+    a: Dict[str, Any] = field(default_factory=dict)  # an objective of any kind
+    b: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SumObjective(ObjectiveConfig):
+    kind: str = "sum"
+    terms: List[Dict[str, Any]] = field(default_factory=list)
+
+
+OBJECTIVE_SCHEMAS: dict[str, type[ObjectiveConfig]] = {
+    "channel": ChannelObjective,
+    "neuron": NeuronObjective,
+    "layer": LayerObjective,
+    "deepdream": LayerObjective,
+    "class_logit": ClassObjective,
+    "class_prob": ClassObjective,
+    "direction": DirectionObjective,
+    "random_direction": RandomDirectionObjective,
+    "interpolate": InterpolateObjective,
+    "sum": SumObjective,
+}
+
+
+# --- parameterizations: one schema per kind -------------------------------------------
+
+
+@dataclass
+class ParamConfig:
+    kind: str = MISSING
+    size: int = 128
+    # Gradient preconditioners of the pixel parameterization (0 = off); every kind has them
+    # so that a sweep over param=pixel,fft may set them (they must stay 0 off pixel).
+    grad_blur_sigma: float = 0.0
+    grad_normalize: int = 0
+
+
+@dataclass
+class PixelParam(ParamConfig):
+    kind: str = "pixel"
+    sd: float = 0.01
+    decorrelate: bool = False
+    value_range: ValueRange = ValueRange.sigmoid
+
+
+@dataclass
+class FFTParam(ParamConfig):
+    kind: str = "fft"
+    sd: float = 0.01
+    decay: float = 1.0
+    decorrelate: bool = True
+    value_range: ValueRange = ValueRange.sigmoid
+
+
+@dataclass
+class SharedFFTParam(FFTParam):
+    kind: str = "shared_fft"
+    shared: List[int] = field(default_factory=lambda: [2, 4, 8, 16])
+    blended: List[int] = field(default_factory=lambda: [8, 16])
+
+
+@dataclass
+class LaplacianParam(ParamConfig):
+    kind: str = "laplacian"
+    sd: float = 0.01
+    levels: int = 4
+    decorrelate: bool = True
+    value_range: ValueRange = ValueRange.sigmoid
+
+
+@dataclass
+class CPPNParam(ParamConfig):
+    kind: str = "cppn"
+    sd: float = 1.0
+    hidden: int = 24
+    layers: int = 8
+    lr_scale: float = 0.1
+    decorrelate: bool = False
+    value_range: ValueRange = ValueRange.sigmoid
+
+
+@dataclass
+class MacoParam(ParamConfig):
+    kind: str = "maco"
+    spectrum: Optional[str] = None
+    lr_scale: float = 10.0
+    decorrelate: bool = True
+    value_range: ValueRange = ValueRange.clamp
+
+
+@dataclass
+class GeneratorParam(ParamConfig):
+    kind: str = "generator"
+    net: Any = MISSING  # {_target_: importable.Class, ...arguments}
+    checkpoint: str = MISSING
+    latent_shape: List[int] = field(default_factory=lambda: [128])
+    latent_sd: float = 1.0
+    output_range: List[float] = field(default_factory=lambda: [-1.0, 1.0])
+
+
+PARAM_SCHEMAS: dict[str, type[ParamConfig]] = {
+    "pixel": PixelParam,
+    "fft": FFTParam,
+    "shared_fft": SharedFFTParam,
+    "laplacian": LaplacianParam,
+    "cppn": CPPNParam,
+    "maco": MacoParam,
+    "generator": GeneratorParam,
+}
+
+
+# --- groups of one shape --------------------------------------------------------------
+
+
+@dataclass
+class TransformsConfig:
+    pad: int = 0
+    pad_mode: PadMode = PadMode.constant
+    jitter: int = 0
+    # [low, high] or null. Typed Any because OmegaConf cannot merge a nested interpolation
+    # (the spectrum experiments' ${spectrum.strengths.${spectrum.level}}) into a typed list;
+    # RandomScale checks the value instead.
+    scale: Optional[Any] = None
+    rotate: float = 0.0
+    jitter_after: int = 0
+    resize: bool = True  # resample to the model's input size last
+
+
+@dataclass
+class RegularizerConfig:
+    """Penalties (frequency, priors), preconditioners and batch terms; every weight 0 = off."""
+
+    l1: float = 0.0
+    l1_center: float = 0.5
+    tv: float = 0.0
+    blur: float = 0.0
+    blur_sigma: float = 1.0
+    bilateral: float = 0.0
+    bilateral_sigma: float = 1.0
+    bilateral_range: float = 0.1
+    param_blur: float = 0.0
+    param_blur_every: int = 1
+    diversity: float = 0.0
+    diversity_layer: Optional[str] = None
+    diversity_kind: DiversityKind = DiversityKind.gram
+    alignment: float = 0.0
+    alignment_layer: Optional[str] = None
+    denoiser: float = 0.0
+    denoiser_path: Optional[str] = None
+    patch: float = 0.0
+    patch_bank: Optional[str] = None
+    patch_stride: Optional[int] = None
+    patch_bank_size: int = 1024
+    latent: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    """A ``torch.optim`` class and its arguments; arguments left at None are not passed."""
+
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 0.05
+    momentum: Optional[float] = None
+    weight_decay: Optional[float] = None
+    betas: Optional[List[float]] = None
+    eps: Optional[float] = None
+    nesterov: Optional[bool] = None
+
+
+@dataclass
+class LoggerConfig:
+    kind: LoggerKind = LoggerKind.wandb
+    mode: LoggerMode = LoggerMode.offline
+    project: str = "featviz"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    name: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+    log_every: int = 1
+    activation_every: int = 8
+    log_images: bool = True
+    sweep_table: bool = True
+
+
+@dataclass
+class MetricsConfig:
+    enabled: bool = True
+    eval_model: Optional[str] = None
+    eval_weights: Optional[str] = "imagenet"
+    views: int = 16
+    view_seed: int = 0
+    view_crop: List[float] = field(default_factory=lambda: [0.7, 0.9])
+    view_flip: bool = True
+    view_downscale: List[float] = field(default_factory=lambda: [0.5, 0.8])
+    view_blur: List[float] = field(default_factory=lambda: [0.5, 1.0])
+    hf_cutoff: float = 0.25
+    progress_fraction: float = 0.9
+
+
+@dataclass
+class PerfConfig:
+    fold_bn: bool = True
+    channels_last: bool = True
+    fuse_geometry: bool = True
+    compile: bool = False
+    amp: Amp = Amp.none
+    keep_freed_memory: bool = True
+    fuse_activations: bool = True
+
+
+@dataclass
+class UnitsConfig:
+    """``featviz units``: which units of which layer, rendered ``batch`` at a time."""
+
+    layer: str = "blocks.2"
+    list: Optional[List[int]] = None  # null = every channel of the layer
+    batch: int = 8
+    kind: UnitKind = UnitKind.channel
+
+
+@dataclass
+class SheetConfig:
+    columns: int = 8
+    labels: bool = True
+
+
+@dataclass
+class Config:
+    """The primary config (``conf/config.yaml``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: Any = MISSING  # typed by its option's schema (OBJECTIVE_SCHEMAS)
+    param: Any = MISSING  # typed by its option's schema (PARAM_SCHEMAS)
+    transforms: TransformsConfig = field(default_factory=TransformsConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
+    seed: int = 0
+    steps: int = 256
+    batch: int = 1
+    device: str = "auto"
+    snapshots: List[int] = field(default_factory=list)
+    log_every: int = 1
+    progress: bool = True
+    tags: List[str] = field(default_factory=list)
+    checkpoint_every: int = 50
+    threads: Optional[int] = None  # torch CPU threads; null = torch's default (the launcher configs set it)
+    # Free-form blocks the experiment configs use for their own axes (spectrum.level, figure.layer).
+    spectrum: Optional[Any] = None
+    figure: Optional[Any] = None
+
+
+@dataclass
+class UnitsAppConfig(Config):
+    """The primary config of ``featviz units`` (``conf/units.yaml``)."""
+
+    units: UnitsConfig = field(default_factory=UnitsConfig)
+    sheet: SheetConfig = field(default_factory=SheetConfig)
+
+
+def register() -> None:
+    """Put every schema in Hydra's ConfigStore (idempotent: storing twice replaces)."""
+    cs = ConfigStore.instance()
+    cs.store(name="featviz_schema", node=Config)
+    cs.store(name="featviz_units_schema", node=UnitsAppConfig)
+    for kind, schema in PARAM_SCHEMAS.items():
+        cs.store(group="schema/param", name=kind, node=schema)
+    for kind, schema in OBJECTIVE_SCHEMAS.items():
+        cs.store(group="schema/objective", name=kind, node=schema)

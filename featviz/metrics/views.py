@@ -1,0 +1,139 @@
+"""Robustness: how the optimized network and an independent one score unseen random views of the image."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+import torch
+import torch.nn.functional as F
+from featviz.errors import ConfigError
+from featviz.models import LOGITS, FeatureModel
+from featviz.objectives.units import Channel, ClassLogit, Neuron
+from featviz.objectives.base import Objective, OnBatch, Offset, Scaled, Sum
+from featviz.ops import gaussian_blur
+
+
+def class_targets(objective: Objective, batch: int) -> list[int | None]:
+    """The ImageNet class each batch element is pushed towards, or None.
+
+    A class term is a :class:`ClassLogit` / :class:`ClassProb`, or a neuron / channel on
+    ``logits``, with a positive weight; :meth:`Objective.batch` restricts it to one image.
+    An image with no class term or with several different ones has no single target.
+    """
+    found: list[set[int]] = [set() for _ in range(batch)]
+
+    def walk(obj: Objective, sign: float, only: int | None) -> None:
+        if isinstance(obj, Sum):
+            for t in obj.terms:
+                walk(t, sign, only)
+        elif isinstance(obj, Scaled):
+            walk(obj.inner, sign * obj.factor, only)
+        elif isinstance(obj, Offset):
+            walk(obj.inner, sign, only)
+        elif isinstance(obj, OnBatch):
+            walk(obj.inner, sign, obj.index)
+        elif isinstance(obj, (ClassLogit, Neuron, Channel)) and obj.layer == LOGITS and sign > 0:
+            for i in range(batch) if only is None else [only]:
+                found[i].add(obj.unit)
+
+    walk(objective, 1.0, None)
+    return [next(iter(s)) if len(s) == 1 else None for s in found]
+
+
+def class_scores(logits: torch.Tensor, targets: Sequence[int | None]) -> dict[str, float]:
+    """Top-1, top-5 and softmax probability of each image's target class, averaged.
+
+    Images without a target are left out; an empty dict when none has one.
+    """
+    idx = [i for i, t in enumerate(targets) if t is not None]
+    if not idx:
+        return {}
+    rows = logits[idx].float()
+    tgt = torch.tensor([targets[i] for i in idx], device=rows.device)
+    rank = (rows > rows.gather(1, tgt[:, None])).sum(1)  # classes strictly above the target
+    prob = torch.softmax(rows, dim=1).gather(1, tgt[:, None])[:, 0]
+    return {
+        "top1": float((rank < 1).float().mean()),
+        "top5": float((rank < 5).float().mean()),
+        "prob": float(prob.mean()),
+    }
+
+
+def _draw(generator: torch.Generator, low: float, high: float) -> float:
+    return float(torch.rand((), generator=generator)) * (high - low) + low
+
+
+@dataclass(frozen=True)
+class UnseenViews:
+    """Random views of an image made with transformations the render did not train on.
+
+    One view: crop a square of ``crop`` x the side at a random position (a zoom of 1.11 to
+    1.43 with the defaults, past the standard stack's 0.9-1.1), mirror it with probability
+    1/2 when ``flip``, down-sample it to ``downscale`` x its side and back (resolution
+    loss), blur it with a Gaussian of ``blur`` pixels, then resize it to the model's input.
+    Natural photos keep their class through such views (tests/test_metrics.py checks one);
+    patterns that exist only at the pixel scale the optimizer tuned do not.
+    """
+
+    crop: tuple[float, float] = (0.7, 0.9)
+    flip: bool = True
+    downscale: tuple[float, float] = (0.5, 0.8)
+    blur: tuple[float, float] = (0.5, 1.0)
+
+    def __post_init__(self) -> None:
+        for name in ("crop", "downscale"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high <= 1:
+                raise ConfigError(f"metrics.view_{name}={[low, high]} must satisfy 0 < low <= high <= 1")
+        low, high = self.blur
+        if not 0 <= low <= high:
+            raise ConfigError(f"metrics.view_blur={[low, high]} must satisfy 0 <= low <= high (pixels; 0 = no blur)")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, size: int) -> torch.Tensor:
+        """One view of every image in the batch (the same draw for all), ``[B, 3, size, size]``."""
+        h, w = images.shape[-2:]
+        side = max(2, round(_draw(generator, *self.crop) * min(h, w)))
+        y = int(torch.randint(0, h - side + 1, (), generator=generator))
+        x = int(torch.randint(0, w - side + 1, (), generator=generator))
+        mirror = bool(torch.rand((), generator=generator) < 0.5)
+        small = max(2, round(_draw(generator, *self.downscale) * side))
+        sigma = _draw(generator, *self.blur)
+        v = images[..., y : y + side, x : x + side]
+        if self.flip and mirror:
+            v = v.flip(-1)
+        v = F.interpolate(v, size=(small, small), mode="bilinear", align_corners=False, antialias=True)
+        v = F.interpolate(v, size=(side, side), mode="bilinear", align_corners=False)
+        if sigma > 0 and side > 2 * math.ceil(3 * sigma):
+            v = gaussian_blur(v, sigma)
+        return F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size).clamp(0, 1)
+
+
+@torch.no_grad()
+def view_metrics(
+    model: FeatureModel,
+    objective: Objective,
+    images: torch.Tensor,
+    views: UnseenViews,
+    n_views: int,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """``robust/objective`` (and ``robust/top1|top5|prob`` for class objectives), averaged over views."""
+    targets = class_targets(objective, images.shape[0])
+    has_class = any(t is not None for t in targets)
+    layers = set(objective.layers) | ({LOGITS} if has_class else set())
+    totals: dict[str, float] = {}
+    for _ in range(n_views):
+        acts = model(views(images, generator, model.input_size), layers)
+        scores = {"objective": float(objective(acts).mean())}
+        if has_class:
+            scores.update(class_scores(acts[LOGITS], targets))
+        for k, v in scores.items():
+            totals[k] = totals.get(k, 0.0) + v
+    return {f"robust/{k}": v / n_views for k, v in totals.items()}
+
+
+def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)

@@ -1,0 +1,38 @@
+"""ProgressBar: a tqdm bar with the current objective, as a render callback."""
+
+from __future__ import annotations
+
+from typing import Any
+from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
+
+
+class ProgressBar(Callback):
+    """A tqdm bar with the current objective; silent when not attached to a terminal."""
+
+    def __init__(self, disable: bool | None = None) -> None:
+        self.disable = disable
+        self._bar: Any = None
+
+    def on_start(self, ctx: RenderContext) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=ctx.steps, initial=ctx.start_step, desc="render", unit="step", disable=self.disable, dynamic_ncols=True)
+
+    def on_step(self, ctx: RenderContext, record: StepRecord) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(objective=f"{record.metrics['objective']:.4g}", refresh=False)
+
+    def on_after_update(self, ctx: RenderContext, step: int) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
+        self._close()
+
+    def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
+        self._close()

@@ -1,0 +1,89 @@
+"""Frequency penalization (article, "The Enemy of Feature Visualization"): L1, total variation, blur, bilateral."""
+
+from __future__ import annotations
+
+import math
+import torch
+from featviz.errors import ConfigError
+from featviz.regularizers.base import FilterPull, Regularizer
+from featviz.ops import bilateral_filter, gaussian_blur, total_variation
+
+
+class L1(Regularizer):
+    """Mean absolute distance from a centre colour (0.5 = grey): sparse, low-contrast images."""
+
+    name = "l1"
+
+    def __init__(self, weight: float, center: float = 0.5) -> None:
+        super().__init__(weight)
+        self.center = float(center)
+
+    def penalty(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.center).abs().flatten(1).mean(1)
+
+
+class TotalVariation(Regularizer):
+    """Penalize differences between neighbouring pixels (Mahendran & Vedaldi 2015)."""
+
+    name = "tv"
+
+    def penalty(self, images: torch.Tensor) -> torch.Tensor:
+        return total_variation(images)
+
+
+class Blur(FilterPull):
+    """Pull the image towards its Gaussian-blurred copy (Nguyen et al. 2015)."""
+
+    name = "blur"
+
+    def __init__(self, weight: float, sigma: float = 1.0) -> None:
+        super().__init__(weight)
+        if not math.isfinite(sigma) or sigma <= 0:
+            raise ConfigError(f"regularizer.blur_sigma={sigma} must be > 0")
+        self.sigma = float(sigma)
+
+    def filtered(self, images: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(images, self.sigma)
+
+
+class Bilateral(FilterPull):
+    """Pull the image towards its bilateral-filtered copy: like :class:`Blur`, but edges survive.
+
+    ``sigma`` is the spatial scale in pixels, ``range_sigma`` the colour difference (on the
+    [0, 1] scale) beyond which neighbours stop counting; as ``range_sigma`` grows the filter
+    becomes a Gaussian blur.
+    """
+
+    name = "bilateral"
+
+    def __init__(self, weight: float, sigma: float = 1.0, range_sigma: float = 0.1) -> None:
+        super().__init__(weight)
+        if not math.isfinite(sigma) or sigma <= 0:
+            raise ConfigError(f"regularizer.bilateral_sigma={sigma} must be > 0 pixels (1.0 is typical)")
+        if not math.isfinite(range_sigma) or range_sigma <= 0:
+            raise ConfigError(f"regularizer.bilateral_range={range_sigma} must be > 0 (0.1 of the [0, 1] colour scale is typical)")
+        self.sigma = float(sigma)
+        self.range_sigma = float(range_sigma)
+
+    def filtered(self, images: torch.Tensor) -> torch.Tensor:
+        return bilateral_filter(images, self.sigma, self.range_sigma)
+
+
+def build_regularizers(
+    l1: float = 0.0,
+    l1_center: float = 0.5,
+    tv: float = 0.0,
+    blur: float = 0.0,
+    blur_sigma: float = 1.0,
+    bilateral: float = 0.0,
+    bilateral_sigma: float = 1.0,
+    bilateral_range: float = 0.1,
+) -> list[Regularizer]:
+    """The active regularizers (weights of 0 are left out)."""
+    regs: list[Regularizer] = [
+        L1(l1, l1_center),
+        TotalVariation(tv),
+        Blur(blur, blur_sigma),
+        Bilateral(bilateral, bilateral_sigma, bilateral_range),
+    ]
+    return [r for r in regs if r.weight > 0]

@@ -1,0 +1,141 @@
+"""The run-folder layout and its one reader.
+
+A run folder holds ``result.json`` (status, config, overrides, final metrics, error),
+``final.png`` (or ``final_<i>.png`` per batch image), ``snapshots/step_<k>.png``,
+``metrics.jsonl``, ``checkpoint.pt`` while unfinished, and ``wandb/`` when tracked. A sweep
+folder holds one run folder per job (Hydra's ``<sweep>/<job number>``, each with its
+``.hydra/overrides.yaml``). :func:`read_sweep` is what the report, the sweep summary and the
+W&B sweep table all read a sweep through.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULT_NAME = "result.json"
+CHECKPOINT_NAME = "checkpoint.pt"
+FINAL_IMAGE = "final.png"
+SNAPSHOTS_DIR = "snapshots"
+METRICS_NAME = "metrics.jsonl"
+HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
+SKIP_PARTS = frozenset({"wandb", ".submitit"})  # folders inside a sweep that hold no jobs
+_STEP_FILE = re.compile(r"step_(\d+)\.png$")
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, str]:
+    """``["param=pixel", "+x=1"]`` -> ``{"param": "pixel", "x": "1"}`` (order kept)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if sep:
+            out[key.lstrip("+~")] = value
+    return out
+
+
+def job_order(job: str) -> list[tuple[int, int, str]]:
+    """Job "2" before "10"; non-numeric parts after numbers, alphabetically."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in job.split("/")]
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _launched_overrides(folder: Path) -> list[str] | None:
+    """The overrides Hydra launched this job with (``.hydra/overrides.yaml``), if it wrote them."""
+    path = folder / HYDRA_OVERRIDES
+    if not path.is_file():
+        return None
+    import yaml  # Hydra's own file format; PyYAML comes with Hydra
+
+    try:
+        return [str(o) for o in yaml.safe_load(path.read_text(encoding="utf-8")) or []]
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _wandb_run_id(folder: Path) -> str | None:
+    """The id of the newest W&B run in ``folder/wandb/`` (folder ``[offline-]run-<time>-<id>``)."""
+    runs = sorted(p.name for p in (folder / "wandb").glob("*run-*") if p.is_dir())
+    return runs[-1].rsplit("-", 1)[-1] if runs else None
+
+
+@dataclass
+class JobRecord:
+    """What one run folder holds, as read back from disk."""
+
+    job: str  # the folder relative to the sweep folder, e.g. "3" ("." for a single run)
+    folder: Path
+    status: str  # completed | failed | interrupted | ... | missing (no result.json) | stale
+    overrides: list[str]
+    final: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    snapshots: dict[int, Path] = field(default_factory=dict)
+    final_image: Path | None = None
+    wandb_run: str | None = None
+
+    @property
+    def has_result(self) -> bool:
+        return self.status not in ("missing", "stale")
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The overrides as ``{key: value}``."""
+        return parse_overrides(self.overrides)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The numeric final metrics."""
+        return {k: float(v) for k, v in self.final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def read_job(folder: Path, job: str = ".") -> JobRecord:
+    """Read one run folder. A job whose ``result.json`` is missing is ``missing``; one whose
+    ``result.json`` was written for other overrides than Hydra launched it with is ``stale``."""
+    launched = _launched_overrides(folder)
+    result = read_json(folder / RESULT_NAME)
+    if result is None:
+        return JobRecord(job, folder, "missing", launched or [], error="no readable result.json: the job died before it could write one (killed, or its folder is not writable)")
+    written = [str(o) for o in result.get("overrides") or []]
+    if launched is not None and written != launched:
+        return JobRecord(job, folder, "stale", launched, error=f"result.json was written by another job ({written}); this job stopped before writing its own")
+    error = result.get("error") or {}
+    first = str(error.get("message", "")).strip().splitlines()[:1]
+    image = folder / FINAL_IMAGE
+    return JobRecord(
+        job=job,
+        folder=folder,
+        status=str(result.get("status", "unknown")),
+        overrides=written,
+        final=dict(result.get("final") or {}),
+        error=f"{error.get('type', 'Error')}: {first[0] if first else ''}" if error else "",
+        snapshots={int(m.group(1)): p for p in (folder / SNAPSHOTS_DIR).glob("step_*.png") if (m := _STEP_FILE.search(p.name))},
+        final_image=image if image.is_file() else None,
+        wandb_run=_wandb_run_id(folder),
+    )
+
+
+def read_sweep(sweep_dir: str | Path) -> list[JobRecord]:
+    """Every job folder under ``sweep_dir`` (one with ``.hydra/`` or a ``result.json``), in job order.
+
+    A single run folder given as ``sweep_dir`` is one job named ``"."``.
+    """
+    root = Path(sweep_dir)
+    folders = {p.parent.parent for p in root.rglob(str(HYDRA_OVERRIDES))} | {p.parent for p in root.rglob(RESULT_NAME)}
+    jobs = []
+    for folder in folders:
+        rel = folder.relative_to(root)
+        if SKIP_PARTS & set(rel.parts) or (folder == root and len(folders) > 1):
+            continue
+        jobs.append(read_job(folder, rel.as_posix()))
+    return sorted(jobs, key=lambda j: job_order(j.job))

@@ -1,0 +1,121 @@
+"""Tests for `featviz report` on a real tiny sweep (4 jobs of 4 steps at 32 px)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from featviz.app.cli import main as cli_main
+
+
+def main(argv: list[str]) -> int:
+    return cli_main(["report", *argv])
+
+SMALL = ["logger=none", "progress=false", "param.size=32", "model.input_size=64", "steps=4", "objective.layer=blocks.2", "snapshots=[0,2,4]", "metrics.views=2", "metrics.eval_model=null"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep")
+    proc = run_cli("-m", *SMALL, "param=pixel,fft", "seed=0,1", f"hydra.sweep.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def finals(sweep: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """(param, seed) -> final metrics, read straight from each job's result.json."""
+    out = {}
+    for p in sweep.glob("*/result.json"):
+        data = json.loads(p.read_text())
+        out[(data["config"]["param"]["kind"], str(data["config"]["seed"]))] = data["final"]
+    return out
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
+
+
+def test_report_writes_sorted_grid_and_tables(sweep: Path, tmp_path: Path, capsys) -> None:
+    assert main([str(sweep), "--out", str(tmp_path), "--sort", "hf_share"]) == 0
+    rows = read_csv(tmp_path / "metrics.csv")
+    truth = finals(sweep)
+    assert len(rows) == 4
+    assert [float(r["hf_share"]) for r in rows] == sorted(v["hf_share"] for v in truth.values())
+    for r in rows:
+        assert float(r["spectral_slope"]) == truth[(r["param"], r["seed"])]["spectral_slope"]
+    md = (tmp_path / "metrics.md").read_text().splitlines()
+    assert md[0].startswith("| param | seed |") and "hf_share" in md[0]
+    assert len(md) == 2 + 4
+    tex = (tmp_path / "metrics.tex").read_text()
+    for token in ("\\toprule", "\\midrule", "\\bottomrule", "hf\\_share", "\\begin{tabular}{ll"):
+        assert token in tex
+    assert "| param | seed |" in capsys.readouterr().out
+    with Image.open(tmp_path / "grid.png") as grid:
+        full = grid.size
+
+    assert main([str(sweep), "--out", str(tmp_path / "desc"), "--sort", "hf_share", "--desc"]) == 0
+    assert [r["jobs"] for r in read_csv(tmp_path / "desc" / "metrics.csv")] == [r["jobs"] for r in reversed(rows)]
+
+    # Fewer runs -> fewer grid rows; fewer steps -> fewer grid columns.
+    assert main([str(sweep), "--out", str(tmp_path / "few"), "--where", "param=pixel", "--steps", "0,4", "--tile", "32"]) == 0
+    with Image.open(tmp_path / "few" / "grid.png") as small:
+        assert small.size[0] < full[0] and small.size[1] < full[1]
+    assert {r["seed"] for r in read_csv(tmp_path / "few" / "metrics.csv")} == {"0", "1"}
+    assert "param" not in read_csv(tmp_path / "few" / "metrics.csv")[0]  # constant after --where
+
+
+def test_mean_over_seed_averages_runs(sweep: Path, tmp_path: Path) -> None:
+    assert main([str(sweep), "--out", str(tmp_path), "--mean-over", "seed", "--no-grid", "--columns", "objective,tv"]) == 0
+    assert not (tmp_path / "grid.png").exists()
+    rows = {r["param"]: r for r in read_csv(tmp_path / "metrics.csv")}
+    truth = finals(sweep)
+    for kind in ("pixel", "fft"):
+        tvs = [truth[(kind, s)]["tv"] for s in ("0", "1")]
+        assert rows[kind]["n"] == "2"
+        assert float(rows[kind]["tv"]) == pytest.approx(statistics.fmean(tvs))
+        assert float(rows[kind]["tv_std"]) == pytest.approx(statistics.stdev(tvs))
+    md = (tmp_path / "metrics.md").read_text()
+    assert md.splitlines()[0] == "| param | n | objective | tv |"
+    assert "±" in md
+
+
+def test_failed_run_is_listed_not_averaged(sweep: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    proc = run_cli(*SMALL, "param=pixel", "objective.unit=500", f"hydra.run.dir={copy / '4'}")
+    assert proc.returncode != 0
+    assert main([str(copy), "--out", str(tmp_path / "r"), "--sort", "tv"]) == 0
+    rows = read_csv(tmp_path / "r" / "metrics.csv")
+    assert rows[-1]["jobs"] == "4" and rows[-1]["status"] == "failed" and rows[-1]["tv"] == ""
+    assert "| failed |" in (tmp_path / "r" / "metrics.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sort", "nosuch"], "hf_share"),
+        (["--where", "colour=red"], "not an override"),
+        (["--where", "seed=7"], "no run matches"),
+        (["--mean-over", "colour"], "not an override"),
+        (["--columns", "objective,nosuch"], "nosuch"),
+    ],
+)
+def test_bad_options_are_one_clear_line(sweep: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    assert main([str(sweep), "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("featviz report: error:") and message in err[0]
+
+
+def test_empty_dir_and_cli_entry_point(sweep: Path, tmp_path: Path, capsys) -> None:
+    assert main([str(tmp_path)]) == 2
+    assert "no result.json" in capsys.readouterr().err
+    proc = run_cli("report", str(sweep), "--no-grid", "--out", str(tmp_path / "cli"))
+    assert proc.returncode == 0, proc.stderr
+    assert "| param | seed |" in proc.stdout and (tmp_path / "cli" / "metrics.tex").exists()
