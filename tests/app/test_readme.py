@@ -4,7 +4,7 @@ Each line is run with overrides appended that only shrink it (1-2 steps, 32 px i
 crops): a later ``key=value`` or ``--flag`` wins, so the command itself is the README's.
 Placeholders become real paths: ``PHOTOS`` a folder of generated photos,
 ``outputs/multirun/<date>/<time>`` a finished sweep, ``RUN`` a finished two-job sweep. Two
-lines cannot run here and are composed only (``--cfg job``): Slurm (no cluster) and
+lines cannot run here and are composed only (``--cfg all``, first value of each sweep): Slurm (no cluster) and
 ``logger.mode=online`` (no W&B server). ``make``, ``wandb sync`` and the benchmark lines are
 not featviz commands and are left to their own tests and docs.
 """
@@ -89,8 +89,9 @@ def test_readme_command_runs(line: str, places: dict[str, Path], request: pytest
             extra.append("units.list=[0,1]")
         if "launcher=joblib" in line:
             extra.append("hydra.launcher.n_jobs=2")  # this machine has two cores; the README's 4 is for a bigger one
-        if any(c in line for c in COMPOSE_ONLY):
-            extra += ["--cfg", "job"]
+        if any(c in line for c in COMPOSE_ONLY):  # composed, launcher included, but not run: first sweep value only
+            args = [a.split(",")[0] for a in args if a != "-m"]
+            extra += ["--cfg", "all"]
     proc = run_cli(*args, *extra, timeout=600)
     assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr
