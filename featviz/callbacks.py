@@ -77,3 +77,16 @@ class Callback:
     def on_end(self, ctx: RenderContext, result: RenderResult) -> None: ...
 
     def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None: ...
+
+
+class ClosingCallback(Callback):
+    """A callback holding something (a progress bar, a gradient hook) that must be let go
+    when the run ends, however it ends: :meth:`close` runs on end and on error."""
+
+    def close(self) -> None: ...
+
+    def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
+        self.close()
+
+    def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
+        self.close()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
-from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
+from featviz.callbacks import ClosingCallback, RenderContext, StepRecord
 
 
-class ProgressBar(Callback):
+class ProgressBar(ClosingCallback):
     """A tqdm bar with the current objective; silent when not attached to a terminal."""
 
     def __init__(self, disable: bool | None = None) -> None:
@@ -26,13 +26,7 @@ class ProgressBar(Callback):
         if self._bar is not None:
             self._bar.update(1)
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-    def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
-        self._close()
-
-    def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
-        self._close()

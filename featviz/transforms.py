@@ -82,7 +82,7 @@ def _grid_sample(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """Bilinear ``grid_sample`` (reflection at the borders) that keeps every CPU thread busy.
 
     PyTorch's CPU kernel parallelizes over the batch only, so one image runs on one thread
-    while the network beside it uses all of them; its backward is 2.4 ms per 224 px image.
+    while the network beside it uses all of them (docs/performance.md measures the cost).
     With fewer images than threads the output rows are cut into as many bands as threads
     and sampled as a batch (each band from its own view of the input); the input gradient
     then sums the bands' gradients, which changes float rounding, not values.

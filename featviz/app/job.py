@@ -24,18 +24,14 @@ from featviz.app.config import REPO_ROOT, to_plain
 log = logging.getLogger("featviz")
 
 
-def set_threads(value: Any) -> None:
-    """Apply the ``threads`` config (torch's CPU threads for this job; null keeps torch's default)."""
+def set_threads(threads: int | None) -> None:
+    """Apply the ``threads`` config (torch's CPU threads for this job; None keeps torch's default)."""
     import torch
 
     from featviz.errors import ConfigError
 
-    if value is None:
+    if threads is None:
         return
-    try:
-        threads = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"threads={value!r} must be a whole number >= 1, or null for torch's default") from None
     if threads < 1:
         raise ConfigError(f"threads={threads} must be >= 1, or null for torch's default")
     torch.set_num_threads(threads)

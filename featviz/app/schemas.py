@@ -22,43 +22,18 @@ from omegaconf import MISSING
 # OmegaConf resolves annotations at runtime, so they use typing's names (no PEP 604 unions).
 
 
-class ValueRange(Enum):
-    """How a parameterization maps its field to [0, 1]."""
-
-    sigmoid = "sigmoid"
-    clamp = "clamp"
+def _choices(name: str, *values: str) -> type[Enum]:
+    """An Enum whose members are named as their values: OmegaConf then refuses any other string."""
+    return Enum(name, {v: v for v in values}, module=__name__)  # type: ignore[return-value]
 
 
-class PadMode(Enum):
-    constant = "constant"
-    reflect = "reflect"
-    replicate = "replicate"
-
-
-class DiversityKind(Enum):
-    gram = "gram"
-    style = "style"
-
-
-class LoggerMode(Enum):
-    offline = "offline"
-    online = "online"
-    disabled = "disabled"
-
-
-class LoggerKind(Enum):
-    wandb = "wandb"
-    none = "none"
-
-
-class Amp(Enum):
-    none = "none"
-    bf16 = "bf16"
-
-
-class UnitKind(Enum):
-    channel = "channel"
-    neuron = "neuron"
+ValueRange = _choices("ValueRange", "sigmoid", "clamp")  # how a parameterization maps its field to [0, 1]
+PadMode = _choices("PadMode", "constant", "reflect", "replicate")
+DiversityKind = _choices("DiversityKind", "gram", "style")
+LoggerMode = _choices("LoggerMode", "offline", "online", "disabled")
+LoggerKind = _choices("LoggerKind", "wandb", "none")
+Amp = _choices("Amp", "none", "bf16")
+UnitKind = _choices("UnitKind", "channel", "neuron")
 
 
 @dataclass
@@ -166,20 +141,24 @@ class ParamConfig:
 
 
 @dataclass
-class PixelParam(ParamConfig):
-    kind: str = "pixel"
+class ColourParamConfig(ParamConfig):
+    """The options of the parameterizations that draw a random field and colour it."""
+
     sd: float = 0.01
-    decorrelate: bool = False
+    decorrelate: bool = True
     value_range: ValueRange = ValueRange.sigmoid
 
 
 @dataclass
-class FFTParam(ParamConfig):
+class PixelParam(ColourParamConfig):
+    kind: str = "pixel"
+    decorrelate: bool = False
+
+
+@dataclass
+class FFTParam(ColourParamConfig):
     kind: str = "fft"
-    sd: float = 0.01
     decay: float = 1.0
-    decorrelate: bool = True
-    value_range: ValueRange = ValueRange.sigmoid
 
 
 @dataclass
@@ -190,23 +169,19 @@ class SharedFFTParam(FFTParam):
 
 
 @dataclass
-class LaplacianParam(ParamConfig):
+class LaplacianParam(ColourParamConfig):
     kind: str = "laplacian"
-    sd: float = 0.01
     levels: int = 4
-    decorrelate: bool = True
-    value_range: ValueRange = ValueRange.sigmoid
 
 
 @dataclass
-class CPPNParam(ParamConfig):
+class CPPNParam(ColourParamConfig):
     kind: str = "cppn"
     sd: float = 1.0
     hidden: int = 24
     layers: int = 8
     lr_scale: float = 0.1
     decorrelate: bool = False
-    value_range: ValueRange = ValueRange.sigmoid
 
 
 @dataclass

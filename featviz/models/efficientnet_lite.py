@@ -10,56 +10,11 @@ underscores stripped, e.g. ``blocks.3.depthwise_act`` or ``conv_head``.
 The model expects ImageNet-normalized input (mean ``[0.485, 0.456, 0.406]``,
 std ``[0.229, 0.224, 0.225]``); normalization is *not* done here.
 
-Padding
--------
-The checkpoint was trained in TensorFlow with ``'SAME'`` padding, which for
-stride-2 convolutions on even input sizes pads asymmetrically (e.g. 0 before,
-1 after for a 3x3 kernel).  Both variants were measured on the scikit-image
-sample photos (shortest side resized to 256, bilinear + antialias, centre crop
-224, [0, 1] then normalized).  Top-1 class / its softmax probability, and the
-probability mass of the accepted class set (cat 281-285, coffee 967-968,
-rocket 657 missile / 744 projectile / 812 space shuttle):
-
-============  ================  =======================  =======================
-photo         normalization     TF 'SAME' (chosen)       symmetric ``k // 2``
-============  ================  =======================  =======================
-chelsea       ImageNet          285 Egyptian cat  0.379  281 tabby         0.400
-                                (set 0.869)              (set 0.915)
-coffee        ImageNet          967 espresso      0.842  967 espresso      0.861
-                                (set 0.921)              (set 0.936)
-rocket        ImageNet          657 missile       0.339  657 missile       0.423
-astronaut     ImageNet          722 ping-pong b.  0.032  610 jersey        0.054
-chelsea       TF (x-127)/128    282 tiger cat     0.384  285 Egyptian cat  0.353
-coffee        TF (x-127)/128    967 espresso      0.953  967 espresso      0.911
-rocket        TF (x-127)/128    657 missile       0.324  657 missile       0.304
-============  ================  =======================  =======================
-
-(astronaut has no ImageNet class and is meaningless for both.)  Both variants
-give a correct top-1 on every photo.  On the single centre crop with ImageNet
-normalization the symmetric variant is 0.02-0.08 more confident, but that edge
-does not survive a 78-view test per photo (5 scales x up to 3x3 crops x
-flips, ImageNet normalization; mean probability of the accepted set):
-chelsea 0.890 SAME vs 0.885 symmetric, coffee 0.876 vs 0.815 (symmetric
-misclassifies 3 of 78 views), rocket 0.365 vs 0.489.  With the preprocessing
-the weights were trained with, SAME wins on every photo.  SAME is also what
-the network was trained with, and this implementation reproduces the
-reference ``efficientnet_lite_pytorch`` (lukemelas ``Conv2dStaticSamePadding``)
-model bit-exactly (max |logit difference| 0.0 at 224x224).  Symmetric
-padding shifts the sampling grid by one pixel at every stride-2 layer (even
-input sizes), which misaligns feature maps with the input, which matters for feature
-visualization.  So :class:`Conv2dSame` implements TF ``'SAME'`` padding, with
-the padding computed from the input size in ``forward`` (explicit ``F.pad``),
-so any input size works.
-
-Input normalization
--------------------
-The TF reference preprocessing for the Lite models is ``(x - 127) / 128`` on
-0-255 pixels (:data:`TF_INPUT_MEAN` / :data:`TF_INPUT_STD` on [0, 1] pixels),
-not ImageNet mean/std.  Evidence: the variance of the stem conv output on the
-sample photos is 0.68x the stored ``bn0.running_var`` with TF preprocessing,
-but 3.3x with ImageNet normalization, and TF preprocessing gives higher
-confidence (table above).  ImageNet-normalized input still classifies
-correctly; this module does no normalization itself.
+The network pads like TensorFlow's ``'SAME'`` (what the checkpoint was trained with; logits
+match the reference implementation bit-exactly, and feature maps stay aligned with the
+input). TF's own ``(x - 127) / 128`` preprocessing (:data:`TF_INPUT_MEAN`) gives slightly
+more confident predictions than ImageNet's, which also classifies correctly. The
+measurements behind both points are in ``docs/models.md``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ SharedFFTImage adds low-resolution components shared across the batch, for inter
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 import torch
 from torch import nn
 from featviz.errors import ConfigError
@@ -73,15 +75,14 @@ class SharedFFTImage(FFTImage):
         self,
         size: int = 128,
         batch: int = 1,
-        sd: float = 0.01,
-        decay: float = 1.0,
-        decorrelate: bool = True,
-        value_range: ValueRange = "sigmoid",
-        shared: tuple[int, ...] | list[int] = (2, 4, 8, 16),
-        blended: tuple[int, ...] | list[int] = (8, 16),
-        generator: torch.Generator | None = None,
+        shared: Sequence[int] = (2, 4, 8, 16),
+        blended: Sequence[int] = (8, 16),
+        **fft: Any,
     ) -> None:
-        super().__init__(size, batch, sd, decay, decorrelate, value_range, generator)
+        """``fft``: the options of :class:`FFTImage` (``sd``, ``decay``, ``decorrelate``,
+        ``value_range``, ``generator``), which the components share."""
+        super().__init__(size, batch, **fft)
+        sd, generator = fft.get("sd", 0.01), fft.get("generator")
         for factor in [*shared, *blended]:
             if not 1 <= int(factor) <= self.size:
                 raise ConfigError(f"param shared/blended factor {factor} must be in 1..{self.size} (the side is size // factor)")

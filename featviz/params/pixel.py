@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 from torch import nn
-from featviz.params.base import ImageParam, ValueRange
+
+from featviz.params.pyramid import LaplacianPyramidImage
 
 
-class PixelImage(ImageParam):
-    """One free value per pixel and channel: the plain (L2) steepest-descent baseline."""
+class PixelImage(LaplacianPyramidImage):
+    """One free value per pixel and channel: the plain (L2) steepest-descent baseline.
 
-    def __init__(
-        self,
-        size: int = 128,
-        batch: int = 1,
-        sd: float = 0.01,
-        decorrelate: bool = False,
-        value_range: ValueRange = "sigmoid",
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__(size, batch, decorrelate, value_range)
-        init = torch.randn(self.batch, 3, self.size, self.size, generator=generator) * sd
-        self.pixels = nn.Parameter(init)
+    It is the Laplacian pyramid of one level, so it shares its construction; colours are
+    not decorrelated unless asked (``decorrelate=True``), as in the article's naive setup.
+    """
 
-    def forward(self) -> torch.Tensor:
-        return self.to_rgb(self.pixels)
+    def __init__(self, size: int = 128, batch: int = 1, sd: float = 0.01, **colour: Any) -> None:
+        """``colour``: ``decorrelate`` (default False), ``value_range``, ``generator`` of :class:`ImageParam`."""
+        super().__init__(size, batch, sd, levels=1, **{"decorrelate": False, **colour})
+
+    @property
+    def pixels(self) -> nn.Parameter:
+        """The image's free values ``[B, 3, H, W]`` (what the gradient preconditioners act on)."""
+        return self.levels[0]

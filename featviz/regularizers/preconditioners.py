@@ -14,7 +14,7 @@ from featviz.params.base import ImageParam
 from featviz.params.pixel import PixelImage
 from featviz.ops import rfft2d_freqs
 from featviz.ops import gaussian_blur
-from featviz.callbacks import Callback, RenderContext, RenderResult
+from featviz.callbacks import ClosingCallback, RenderContext
 from featviz.ops import laplacian_merge, laplacian_split
 
 
@@ -32,7 +32,7 @@ def _pixel_tensor(param: ImageParam, what: str) -> torch.Tensor:
     return param.pixels
 
 
-class Preconditioner(Callback):
+class Preconditioner(ClosingCallback):
     """A callback that changes how the image parameter moves; knows which params it fits."""
 
     def check(self, param: ImageParam) -> None:
@@ -57,16 +57,10 @@ class GradientHook(Preconditioner):
     def on_start(self, ctx: RenderContext) -> None:
         self._handle = _pixel_tensor(ctx.param, self.what).register_hook(self.transform)
 
-    def _remove(self) -> None:
+    def close(self) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
-
-    def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
-        self._remove()
-
-    def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
-        self._remove()
 
 
 class GradientBlur(GradientHook):

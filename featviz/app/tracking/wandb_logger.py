@@ -58,14 +58,11 @@ def run_name(overrides: Sequence[str]) -> str:
     return ",".join(kept) or "default"
 
 
-def _positive_int(value: Any, key: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}={value!r} must be a whole number >= 1") from None
-    if number < 1:
-        raise ConfigError(f"{key}={number} must be >= 1 (1 logs every recorded step)")
-    return number
+def _positive_int(value: int, key: str) -> int:
+    """``value`` (typed by the logger schema) if it is at least 1."""
+    if value < 1:
+        raise ConfigError(f"{key}={value} must be >= 1 (1 logs every recorded step)")
+    return value
 
 
 class WandbLogger(Callback):

@@ -3,9 +3,8 @@
 Why: on a CPU most of a visualization step is memory traffic, not arithmetic. Eager PyTorch
 writes a convolution's output, then reads it back for the ReLU6 and writes a second tensor.
 oneDNN can apply the activation while the convolution's output is still in cache, and with
-its weights packed once in its own blocked layout its kernels also skip a reorder per call:
-EfficientNet-Lite0's forward+backward to ``blocks.2`` went from 26 to 22 ms (one thread),
-see docs/performance.md.
+its weights packed once in its own blocked layout its kernels also skip a reorder per call
+(the gain is measured in docs/performance.md).
 
 The backward stays exact: the activation's gradient mask is read from the fused output
 (``0 < y < 6`` holds exactly where the pre-activation was inside the clamp), and the input
@@ -37,11 +36,9 @@ from featviz.models.speedups.chains import find_chains, output_tensor, set_submo
 # never has to be kept: ReLU (y > 0) and Hardtanh, ReLU6 among them (lo < y < hi).
 _ACTIVATIONS = (nn.ReLU, nn.Hardtanh)
 
-#: Below this many output elements a layer runs unfused. A oneDNN post-op call costs about
-#: 60-100 us more than the eager convolution (it looks its primitive up on every call),
-#: while fusing saves about 0.5 ns per output element (one pass over the activation), so
-#: fusing pays from roughly 200k elements: EfficientNet-Lite0's 112 and 56 px stages at
-#: 224 px input, not its 14 and 7 px ones (measured on one CPU thread).
+#: Below this many output elements a layer runs unfused: a oneDNN post-op call has a fixed
+#: extra cost per call that the saved pass over the activation repays only on large layers
+#: (the measurement is in docs/performance.md).
 MIN_FUSED_ELEMENTS = 200_000
 
 
