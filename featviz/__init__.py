@@ -8,9 +8,9 @@ The library needs neither Hydra nor W&B::
 """
 
 from featviz import objectives, params, regularizers, transforms
+from featviz.callbacks import Callback, RenderResult
 from featviz.errors import FeatvizError
 from featviz.models import FeatureModel, build_model
-from featviz.callbacks import Callback, RenderResult
 from featviz.render import render
 
 __version__ = "0.1.0"

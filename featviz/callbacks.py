@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
 import torch
+
 from featviz.models.feature_model import FeatureModel
 from featviz.objectives.base import Objective
 from featviz.params.base import ImageParam

@@ -35,12 +35,11 @@ from typing import Any
 
 import torch
 
-from featviz.errors import ConfigError
-from featviz.images import atomic_write_bytes
 from featviz.callbacks import Callback, RenderContext, RenderResult
+from featviz.errors import CheckpointError, ConfigError, Preempted
+from featviz.images import atomic_write_bytes
 from featviz.render import load_state, loop_state
 from featviz.rundir import CHECKPOINT_NAME, RESULT_NAME, read_json
-from featviz.errors import CheckpointError, Preempted
 
 log = logging.getLogger("featviz")
 

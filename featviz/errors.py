@@ -7,8 +7,8 @@ non-zero; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class FeatvizError(Exception):

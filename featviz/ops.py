@@ -6,6 +6,7 @@ the bilateral filter, Fourier frequency grids and power spectra, Laplacian band 
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 

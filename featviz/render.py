@@ -14,22 +14,21 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from featviz.errors import ConfigError, NonFiniteLossError
+from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
+from featviz.errors import CheckpointError, ConfigError, NonFiniteLossError
 from featviz.models.feature_model import FeatureModel
 from featviz.objectives.base import Objective
-from featviz.params.fourier import FFTImage
 from featviz.params.base import ImageParam
+from featviz.params.fourier import FFTImage
 from featviz.regularizers.base import Regularizer
 from featviz.transforms import Compose, Transform
-from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
-from featviz.errors import CheckpointError
 
 STATE_FORMAT = 1  # bump when the saved layout changes, so old files are refused with a clear message
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
+
 import torch
-from featviz.errors import Preempted
-from featviz.rundir import FINAL_IMAGE, RESULT_NAME
-from featviz.images import atomic_write_bytes, save_json, save_png
+
 from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
-from featviz.errors import OutputError
+from featviz.errors import OutputError, Preempted
+from featviz.images import atomic_write_bytes, save_json, save_png
+from featviz.rundir import FINAL_IMAGE, RESULT_NAME
 
 log = logging.getLogger("featviz")
 

@@ -68,15 +68,16 @@ def environment() -> dict[str, Any]:
 
 def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Render one config into ``out_dir``; returns the final metrics."""
+    # Imported here, not at the top: `featviz render --help` and Hydra's config errors then
+    # answer without loading torch.
     import torch
 
-    from featviz.app.build import build_run
+    from featviz.app.build import build_metrics_callback, build_run
     from featviz.checkpoint import Checkpointer, find_resume_point
-    from featviz.rundir import CHECKPOINT_NAME
-    from featviz.app.build import build_metrics_callback
     from featviz.progress import ProgressBar
-    from featviz.writer import RunWriter
     from featviz.render import render
+    from featviz.rundir import CHECKPOINT_NAME
+    from featviz.writer import RunWriter
 
     container = to_plain(cfg)
     # Before anything is written: the folder may hold this run finished, or half done.

@@ -19,10 +19,10 @@ runs means opening dozens of files; this command lays them side by side:
 from __future__ import annotations
 
 import argparse
-import re
 import csv
 import io
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass

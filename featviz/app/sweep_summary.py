@@ -27,7 +27,6 @@ from omegaconf import DictConfig
 from featviz.images import save_json
 from featviz.rundir import JobRecord, read_sweep
 
-
 SUMMARY_NAME = "summary.json"
 
 

@@ -7,7 +7,12 @@ images are; ``callback`` adds them all to a run's final metrics.
 
 from featviz.metrics.callback import MetricsCallback
 from featviz.metrics.diversity import DiversityMetric
-from featviz.metrics.image import high_frequency_share, image_metrics, spectral_slope, steps_to_fraction
+from featviz.metrics.image import (
+    high_frequency_share,
+    image_metrics,
+    spectral_slope,
+    steps_to_fraction,
+)
 from featviz.metrics.views import UnseenViews, class_scores, view_metrics
 
 __all__ = [

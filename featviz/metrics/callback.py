@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import logging
+
 import torch
-from featviz.errors import ConfigError
-from featviz.models import LOGITS, FeatureModel
+
 from featviz.callbacks import Callback, RenderContext, RenderResult
-from featviz.metrics.views import UnseenViews, resize_square, class_scores, class_targets, view_metrics
-from featviz.metrics.image import check_cutoff, check_fraction, image_metrics, steps_to_fraction
+from featviz.errors import ConfigError
+from featviz.metrics.image import (
+    check_cutoff,
+    check_fraction,
+    image_metrics,
+    steps_to_fraction,
+)
+from featviz.metrics.views import (
+    UnseenViews,
+    class_scores,
+    class_targets,
+    resize_square,
+    view_metrics,
+)
+from featviz.models import LOGITS, FeatureModel
 
 log = logging.getLogger("featviz")
 

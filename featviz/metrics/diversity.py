@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from featviz.callbacks import Callback, RenderContext, RenderResult
 from featviz.models.feature_model import FeatureModel
 from featviz.objectives.base import Objective
-from featviz.callbacks import Callback, RenderContext, RenderResult
 from featviz.objectives.batch import mean_over_others, pairwise_cosine
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+
 import torch
+
 from featviz.errors import ConfigError
-from featviz.ops import total_variation
-from featviz.ops import frequency_radius, power_spectrum, radial_power
+from featviz.ops import frequency_radius, power_spectrum, radial_power, total_variation
 
 
 def spectral_slope(images: torch.Tensor, min_bin: int = 2) -> torch.Tensor:

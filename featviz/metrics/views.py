@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
 from featviz.errors import ConfigError
 from featviz.models import LOGITS, FeatureModel
+from featviz.objectives.base import Objective, Offset, OnBatch, Scaled, Sum
 from featviz.objectives.units import Channel, ClassLogit, Neuron
-from featviz.objectives.base import Objective, OnBatch, Offset, Scaled, Sum
 from featviz.ops import gaussian_blur
 
 

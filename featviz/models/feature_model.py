@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from featviz.errors import ImageSizeError, UnknownLayerError, closest
-from featviz.models.speedups.fusion import FusedPair, fuse_conv_activations, unfuse
 from featviz.models.speedups.folding import FoldedPair, fold_batchnorms, unfold
-from featviz.models.speedups.options import PerfOptions
+from featviz.models.speedups.fusion import FusedPair, fuse_conv_activations, unfuse
 from featviz.models.speedups.memory import keep_freed_memory
+from featviz.models.speedups.options import PerfOptions
 
 LOGITS = "logits"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

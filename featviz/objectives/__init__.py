@@ -10,10 +10,35 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from featviz.errors import ConfigError
-from featviz.objectives.base import Acts, LayerObjective, Objective, Offset, OnBatch, Scaled, Shapes, Sum
-from featviz.objectives.batch import Alignment, GramDiversity, Interpolate, StyleDiversity
+from featviz.objectives.base import (
+    Acts,
+    LayerObjective,
+    Objective,
+    Offset,
+    OnBatch,
+    Scaled,
+    Shapes,
+    Sum,
+)
+from featviz.objectives.batch import (
+    Alignment,
+    GramDiversity,
+    Interpolate,
+    StyleDiversity,
+)
 from featviz.objectives.directions import Direction, RandomDirection, parse_units
-from featviz.objectives.units import Channel, ClassLogit, ClassProb, DeepDream, Neuron, channel, class_logit, class_prob, deepdream, neuron
+from featviz.objectives.units import (
+    Channel,
+    ClassLogit,
+    ClassProb,
+    DeepDream,
+    Neuron,
+    channel,
+    class_logit,
+    class_prob,
+    deepdream,
+    neuron,
+)
 
 __all__ = [
     "Acts", "Alignment", "Channel", "ClassLogit", "ClassProb", "DeepDream", "Direction", "GramDiversity", "Interpolate",

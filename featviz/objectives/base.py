@@ -6,9 +6,10 @@ layers it reads, which is where the model's forward pass stops."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-import torch
-from featviz.errors import ConfigError, UnitOutOfRangeError
 
+import torch
+
+from featviz.errors import ConfigError, UnitOutOfRangeError
 
 Acts = Mapping[str, torch.Tensor]
 

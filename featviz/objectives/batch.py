@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from featviz.errors import ConfigError
 from featviz.objectives.base import Acts, LayerObjective, Objective, Shapes
 

@@ -4,10 +4,11 @@ optionally rewarding the angle as well as the dot product (Lucid's cossim power)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 import torch
+
 from featviz.errors import ConfigError, UnitOutOfRangeError
 from featviz.objectives.base import Acts, LayerObjective
-
 
 # Cosine similarities are floored before the power: a negative base has no real power, and
 # the floor keeps a (small) gradient towards the direction where the dot product is

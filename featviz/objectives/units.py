@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from featviz.errors import UnitOutOfRangeError
 from featviz.models.feature_model import LOGITS
 from featviz.objectives.base import Acts, LayerObjective, check_unit

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from typing import Literal
+
 import torch
 from torch import nn
-from featviz.errors import ConfigError
 
+from featviz.errors import ConfigError
 
 # Square root of the colour covariance of ImageNet, from its SVD (the constant Lucid uses).
 COLOR_CORRELATION_SVD_SQRT = torch.tensor(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import nn
+
 from featviz.errors import ConfigError
-from featviz.params.base import ImageParam, ValueRange
-from featviz.params.base import check_lr_scale
+from featviz.params.base import ImageParam, ValueRange, check_lr_scale
 
 
 def composite_activation(x: torch.Tensor) -> torch.Tensor:

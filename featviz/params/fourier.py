@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
+
 import torch
 from torch import nn
+
 from featviz.errors import ConfigError
-from featviz.params.base import ImageParam, ValueRange
 from featviz.ops import rfft2d_freqs
+from featviz.params.base import ImageParam, ValueRange
 
 
 class FFTImage(ImageParam):

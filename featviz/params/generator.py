@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from featviz.errors import ConfigError, WeightsError
 from featviz.params.base import ImageParam
 

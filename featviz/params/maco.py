@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from featviz.errors import ConfigError, WeightsError
-from featviz.data import DATA_DIR
-from featviz.params.base import COLOR_NORMALIZED, ImageParam, ValueRange
-from featviz.params.base import check_lr_scale
 
+from featviz.data import DATA_DIR
+from featviz.errors import ConfigError, WeightsError
+from featviz.params.base import COLOR_NORMALIZED, ImageParam, ValueRange, check_lr_scale
 
 #: Magnitude spectrum that ships with featviz (``docs/learned_priors.md`` says from which images).
 DEFAULT_SPECTRUM = DATA_DIR / "maco_spectrum.pt"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from featviz.errors import ConfigError
 from featviz.params.base import ImageParam, ValueRange
 

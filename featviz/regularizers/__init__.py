@@ -7,9 +7,26 @@ normalization, parameter blur). Penalties are :class:`Regularizer`: ``weight * p
 """
 
 from featviz.regularizers.base import FilterPull, Regularizer
-from featviz.regularizers.frequency import L1, Bilateral, Blur, TotalVariation, build_regularizers
-from featviz.regularizers.preconditioners import GradientBlur, GradientNormalize, ParamBlur, Preconditioner, build_preconditioners
-from featviz.regularizers.priors import DenoiserPrior, LatentPrior, PatchPrior, build_priors
+from featviz.regularizers.frequency import (
+    L1,
+    Bilateral,
+    Blur,
+    TotalVariation,
+    build_regularizers,
+)
+from featviz.regularizers.preconditioners import (
+    GradientBlur,
+    GradientNormalize,
+    ParamBlur,
+    Preconditioner,
+    build_preconditioners,
+)
+from featviz.regularizers.priors import (
+    DenoiserPrior,
+    LatentPrior,
+    PatchPrior,
+    build_priors,
+)
 
 __all__ = [
     "Bilateral", "Blur", "DenoiserPrior", "FilterPull", "GradientBlur", "GradientNormalize", "L1", "LatentPrior", "ParamBlur",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+
 import torch
+
 from featviz.errors import ConfigError
 
 

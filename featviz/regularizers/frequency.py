@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+
 import torch
+
 from featviz.errors import ConfigError
-from featviz.regularizers.base import FilterPull, Regularizer
 from featviz.ops import bilateral_filter, gaussian_blur, total_variation
+from featviz.regularizers.base import FilterPull, Regularizer
 
 
 class L1(Regularizer):

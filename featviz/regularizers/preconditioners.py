@@ -6,16 +6,16 @@ the parameter blur filters the parameter itself every N steps."""
 from __future__ import annotations
 
 import math
+
 import torch
-from featviz.errors import ConfigError
-from featviz.params import PARAMS
-from featviz.params.fourier import FFTImage
-from featviz.params.base import ImageParam
-from featviz.params.pixel import PixelImage
-from featviz.ops import rfft2d_freqs
-from featviz.ops import gaussian_blur
+
 from featviz.callbacks import ClosingCallback, RenderContext
-from featviz.ops import laplacian_merge, laplacian_split
+from featviz.errors import ConfigError
+from featviz.ops import gaussian_blur, laplacian_merge, laplacian_split, rfft2d_freqs
+from featviz.params import PARAMS
+from featviz.params.base import ImageParam
+from featviz.params.fourier import FFTImage
+from featviz.params.pixel import PixelImage
 
 
 def _kind(param: ImageParam) -> str:

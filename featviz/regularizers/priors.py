@@ -8,15 +8,16 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from featviz.data import DATA_DIR
 from featviz.errors import ConfigError, WeightsError
 from featviz.params.base import ImageParam
-from featviz.data import DATA_DIR
 from featviz.params.generator import GeneratorImage
 from featviz.regularizers.base import FilterPull, Regularizer
-
 
 DEFAULT_DENOISER = DATA_DIR / "denoiser.pt"
 

@@ -25,11 +25,11 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from featviz.callbacks import Callback
 from featviz.errors import ConfigError, UnitOutOfRangeError
 from featviz.images import atomic_write_bytes, save_json, save_png, to_uint8
 from featviz.models.feature_model import FeatureModel
 from featviz.objectives.base import Acts, Objective, Shapes
-from featviz.callbacks import Callback
 from featviz.render import RunParts, render
 
 KINDS = ("channel", "neuron")

@@ -36,10 +36,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from featviz.objectives.directions import Direction, DirectionBase, RandomDirection
 from featviz.errors import ConfigError, DatasetError
 from featviz.images import atomic_write_bytes, grid, save_json, save_png, to_uint8
 from featviz.models import FeatureModel
+from featviz.objectives.directions import Direction, DirectionBase, RandomDirection
 
 log = logging.getLogger("featviz")
 

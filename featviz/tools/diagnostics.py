@@ -27,8 +27,8 @@ import torch
 
 from featviz.errors import ConfigError
 from featviz.models import LOGITS, FeatureModel
-from featviz.objectives.units import Channel
 from featviz.objectives.base import Objective
+from featviz.objectives.units import Channel
 from featviz.params.fourier import FFTImage
 
 

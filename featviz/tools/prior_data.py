@@ -8,10 +8,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+
 from featviz.errors import ConfigError, DatasetError
 from featviz.images import atomic_write_bytes
 from featviz.params.maco import estimate_magnitude

@@ -6,12 +6,20 @@ import argparse
 import logging
 from pathlib import Path
 from typing import Any
+
 import torch
+
 from featviz.errors import DatasetError
 from featviz.images import load_png, to_uint8
 from featviz.models import build_model
 from featviz.render import resolve_device
-from featviz.tools.dataset_examples import REDUCTIONS, receptive_field, save_examples, score_folder, unit_direction
+from featviz.tools.dataset_examples import (
+    REDUCTIONS,
+    receptive_field,
+    save_examples,
+    score_folder,
+    unit_direction,
+)
 
 
 def log_to_wandb(out_dir: Path, summary: dict[str, Any], mode: str, project: str, group: str | None, optimized: dict[str, torch.Tensor]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -16,7 +17,15 @@ from featviz.images import grid, load_png, save_json, save_png
 from featviz.models import FeatureModel
 from featviz.objectives import build_objective
 from featviz.render import resolve_device
-from featviz.tools.diagnostics import checkerboard_maps, direction_image, magnitude_image, noise_image, probe_images, spatial_layers, steepest_directions
+from featviz.tools.diagnostics import (
+    checkerboard_maps,
+    direction_image,
+    magnitude_image,
+    noise_image,
+    probe_images,
+    spatial_layers,
+    steepest_directions,
+)
 
 
 def _model(cfg: DictConfig) -> FeatureModel:

@@ -15,7 +15,13 @@ from typing import Any
 import torch
 
 from featviz.errors import ConfigError
-from featviz.tools.prior_data import extract_patches, load_folder, maco_spectrum, save_state, train_denoiser
+from featviz.tools.prior_data import (
+    extract_patches,
+    load_folder,
+    maco_spectrum,
+    save_state,
+    train_denoiser,
+)
 
 
 def _parser(prog: str, size: int, description: str) -> argparse.ArgumentParser:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 from featviz.app.build import RunParts, build_run, model_from_config
 from featviz.app.config import CONF_DIR, to_plain
 from featviz.errors import FeatvizError
+from featviz.models.feature_model import FeatureModel
 from featviz.progress import ProgressBar
 from featviz.render import resolve_device
-from featviz.models.feature_model import FeatureModel
 from featviz.tools.contact_sheet import all_units, render_units, write_outputs
 
 

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from featviz.errors import ConfigError
 from featviz.app.tracking.session import sweep_group
 from featviz.app.tracking.wandb_logger import WandbLogger
+from featviz.errors import ConfigError
 
 __all__ = ["WandbLogger", "build_logger", "current_sweep_dir"]
 

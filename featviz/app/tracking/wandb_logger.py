@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from featviz.errors import Preempted
-from featviz.errors import ConfigError
-from featviz.images import atomic_write_bytes, to_uint8
-from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
 from featviz.app.tracking.session import check_mode, run_tags, start_run, sync_hint
+from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
+from featviz.errors import ConfigError, Preempted
+from featviz.images import atomic_write_bytes, to_uint8
 
 if TYPE_CHECKING:
     from wandb.sdk.wandb_run import Run

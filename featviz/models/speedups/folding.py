@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
+
 import torch
 from torch import nn
+
 from featviz.errors import ConfigError
 from featviz.models.speedups.chains import find_chains, output_tensor, set_submodule
-
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 
-
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 
