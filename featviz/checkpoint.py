@@ -5,7 +5,7 @@ out its time (sending a signal first), someone types ``kill``, the OOM killer st
 :class:`Checkpointer` writes the loop's whole state to ``checkpoint.pt`` in the run folder
 
 * every ``every`` steps, so a hard kill (SIGKILL, power loss) loses at most that many;
-* at the first step boundary after SIGTERM, SIGUSR1 or SIGUSR2 (submitit's preemption
+* at the first step boundary after SIGTERM, SIGINT (Ctrl-C), SIGUSR1 or SIGUSR2 (submitit's preemption
   signal), so a polite stop loses nothing. The handler itself only sets a flag: saving
   inside a signal handler could catch the loop half-way through an optimizer update.
 
@@ -36,14 +36,14 @@ from typing import Any
 import torch
 
 from featviz.callbacks import Callback, RenderContext, RenderResult
-from featviz.errors import CheckpointError, ConfigError, Preempted
+from featviz.errors import CheckpointError, ConfigError, OutputError, Preempted
 from featviz.images import atomic_write_bytes
 from featviz.render import load_state, loop_state
 from featviz.rundir import CHECKPOINT_NAME, RESULT_NAME, read_json
 
 log = logging.getLogger("featviz")
 
-SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")
 # Config keys that change how a run is watched, not what it computes: a run folder may be
 # resumed with different values for them.
 WATCH_KEYS = ("logger", "progress", "tags", "checkpoint_every")
@@ -52,7 +52,7 @@ Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class Checkpointer(Callback):
-    """Saves the loop's state every ``every`` steps (0: only on signals) and on SIGTERM/SIGUSR1/SIGUSR2.
+    """Saves the loop's state every ``every`` steps (0: only on signals) and on SIGTERM/SIGINT/SIGUSR1/SIGUSR2.
 
     Put it *last* in the callback list: it may end the run from ``on_after_update``, after
     every other callback has seen the step. The checkpoint is deleted when the run completes.
@@ -102,7 +102,7 @@ class Checkpointer(Callback):
         name = signal.Signals(signum).name
         if previous == signal.SIG_IGN:
             return
-        if callable(previous):  # e.g. submitit: requeue and exit, or log and carry on
+        if callable(previous) and previous is not signal.default_int_handler:  # e.g. submitit: requeue and exit, or log and carry on
             try:
                 previous(signum, None)
             except SystemExit as exc:
@@ -138,7 +138,13 @@ class Checkpointer(Callback):
     def save(self, ctx: RenderContext, step: int) -> None:
         """Write the state after ``step`` updates (atomically: a kill mid-write keeps the previous one)."""
         state = {**loop_state(ctx, step), "meta": self.meta}
-        atomic_write_bytes(self.path, lambda f: torch.save(state, f))
+        try:
+            atomic_write_bytes(self.path, lambda f: torch.save(state, f))
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+            raise OutputError(
+                f"cannot write the checkpoint {self.path} ({getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}); "
+                f"free disk space, or set checkpoint_every=0 to checkpoint only on signals"
+            ) from None
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -56,7 +56,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device={device!r} is not a device featviz renders on; use device=auto, cpu, cuda or cuda:N")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device=mps but no Apple GPU is visible; use device=auto or device=cpu")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu")
     return dev
@@ -177,6 +184,11 @@ def render(
                 metrics = {"objective": float(score.detach()), "loss": float(loss.detach())}
                 metrics.update({f"reg/{k}": float(v.detach()) for k, v in terms.items()})
                 metrics["lr"] = float(opt.param_groups[0].get("lr", float("nan")))
+                if not bool(torch.isfinite(images).all()):
+                    raise NonFiniteLossError(
+                        f"the image became non-finite (NaN/Inf) at step {step}; check param.sd and lower optimizer.lr "
+                        f"(snapshots so far are kept)"
+                    )
                 if not math.isfinite(metrics["loss"]):
                     raise NonFiniteLossError(
                         f"loss became {metrics['loss']} at step {step}; lower optimizer.lr or the regularizer weights "

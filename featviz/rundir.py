@@ -11,7 +11,9 @@ W&B sweep table all read a sweep through.
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,3 +141,62 @@ def read_sweep(sweep_dir: str | Path) -> list[JobRecord]:
             continue
         jobs.append(read_job(folder, rel.as_posix()))
     return sorted(jobs, key=lambda j: job_order(j.job))
+
+
+LOCK_NAME = ".featviz.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+class RunLock:
+    """Held by the process rendering into a run folder, so no second process shares it.
+
+    The lock file holds ``host pid``; one left by a process that is gone (killed, crashed)
+    is stale and taken over. A lock of another host (a shared file system) is trusted.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / LOCK_NAME
+        self.held = False
+
+    def acquire(self) -> None:
+        from featviz.errors import OutputError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                host, _, pid = self.path.read_text(encoding="utf-8", errors="replace").strip().partition(" ")
+                if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                raise OutputError(
+                    f"{self.path.parent} is in use by another featviz process ({host} pid {pid or '?'}); "
+                    f"wait for it to finish, or choose another folder with hydra.run.dir=..."
+                ) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(me)
+            self.held = True
+            return
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

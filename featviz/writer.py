@@ -123,9 +123,9 @@ class RunWriter(Callback):
         full disk even a log line to the run folder's log file would fail, so the app's own
         one-line error is the report.
         """
-        if isinstance(error, Preempted):
+        if isinstance(error, Preempted) and error.signal_name != "SIGINT":
             status = "preempted"
-        elif isinstance(error, KeyboardInterrupt):
+        elif isinstance(error, (KeyboardInterrupt, Preempted)):
             status = "interrupted"
         else:
             status = "failed"

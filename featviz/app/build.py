@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -76,7 +76,35 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     missing = [g for g in per_kind if g not in typed]
     if missing:
         raise ConfigError(f"the config has no {' or '.join(missing)} group; add e.g. param=fft objective=channel")
-    return {**rest, **typed}
+    checked = {**rest, **typed}
+    check_ranges(checked)
+    return checked
+
+
+def _numbers(tree: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
+    """Every ``(dotted key, number)`` of a plain config (list items keep their list's key)."""
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from _numbers(value, f"{prefix}{key}.")
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _numbers(value, prefix)
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield prefix.rstrip("."), tree
+
+
+def check_ranges(cfg: Mapping[str, Any]) -> None:
+    """Every float finite, every number inside :data:`featviz.app.schemas.RANGES`: one line naming the key."""
+    for key, value in _numbers(cfg):
+        if key.startswith(("spectrum.", "figure.")):  # the experiments' own tables, read through interpolations
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value} must be a finite number")
+        low, high = schemas.RANGES.get(key) or schemas.RANGES.get(key.split(".")[0] + ".*") or (None, None)
+        if low is not None and value < low:
+            raise ConfigError(f"{key}={value} must be >= {low:g}" + (f" and <= {high:g}" if high is not None else ""))
+        if high is not None and value > high:
+            raise ConfigError(f"{key}={value} must be <= {high:g}" + (f" and >= {low:g}" if low is not None else ""))
 
 
 def instantiate_module(spec: Any, key: str) -> nn.Module:

@@ -7,30 +7,62 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
 
+from featviz.app.config import to_plain
+from featviz.checkpoint import find_resume_point
+from featviz.errors import CheckpointError
+from featviz.rundir import RESULT_NAME
+
+RUN_FILES = ("result.json", "metrics.jsonl", "final.png", "checkpoint.pt", "snapshots", "wandb", ".hydra", ".featviz.lock")
+
 
 class OutputDirCheck(HydraCallback):
-    """Hydra callback: refuse an unwritable output folder in one line, before Hydra writes to it.
+    """Hydra callback: checks that must pass before Hydra writes into the output folder.
 
-    Hydra creates the run folder and its ``.hydra/`` files before featviz runs, so on a
-    read-only or full disk the user would otherwise get a traceback from inside Hydra.
+    Hydra creates the run folder, its log file and its ``.hydra/`` record before featviz
+    runs. So here, first: an unwritable folder is one line instead of a traceback from
+    inside Hydra; a planted symlink in place of a file the run writes (its log above all)
+    is refused, so nothing is written outside the folder; and a single run into a folder
+    that holds a finished run of another config is refused before Hydra rewrites that
+    run's ``.hydra/`` record.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.run.dir")
+        folder = self._check(config, "hydra.run.dir")
+        self._refuse_other_config(config, folder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")
 
     @staticmethod
-    def _check(config: DictConfig, key: str) -> None:
+    def _fail(message: str) -> None:
+        print(f"featviz: error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+    @classmethod
+    def _check(cls, config: DictConfig, key: str) -> Path:
         folder = Path(str(OmegaConf.select(config, key)))
+        links = [p for p in folder.rglob("*") if p.is_symlink() and (p.suffix == ".log" or p.name in RUN_FILES)] if folder.is_dir() else []
+        if links:
+            cls._fail(f"{links[0]} is a symbolic link; featviz writes only inside its output folder: remove it, or choose another folder with {key}=...")
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=folder):
                 pass
         except OSError as exc:
-            print(f"featviz: error: cannot write to the output folder {folder} ({exc.strerror or exc}); choose a writable one with {key}=...", file=sys.stderr)
-            sys.exit(1)
+            cls._fail(f"cannot write to the output folder {folder} ({exc.strerror or exc}); choose a writable one with {key}=...")
+        return folder
+
+    @classmethod
+    def _refuse_other_config(cls, config: DictConfig, folder: Path) -> None:
+        if not (folder / RESULT_NAME).is_file():
+            return
+        HydraConfig.instance().set_config(config)  # so ${hydra:...} values resolve (Hydra sets it again for the job)
+        job = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        try:
+            find_resume_point(folder, to_plain(job))
+        except CheckpointError as exc:
+            cls._fail(str(exc))

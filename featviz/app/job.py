@@ -67,7 +67,14 @@ def environment() -> dict[str, Any]:
 
 
 def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Render one config into ``out_dir``; returns the final metrics."""
+    """Render one config into ``out_dir``, holding the folder's lock; returns the final metrics."""
+    from featviz.rundir import RunLock
+
+    with RunLock(out_dir):
+        return _render_job(cfg, out_dir)
+
+
+def _render_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     # Imported here, not at the top: `featviz render --help` and Hydra's config errors then
     # answer without loading torch.
     import torch

@@ -33,8 +33,12 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     except Preempted as exc:  # the whole process was told to stop, so a sweep stops too
         again = f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={out_dir}"
         hint = "" if exc.handed_over else f"; run the same command with {again} to resume"
-        print(f"featviz: preempted: {job}{exc}{hint}", file=sys.stderr)
+        what = "interrupted" if exc.signal_name == "SIGINT" else "preempted"
+        print(f"featviz: {what}: {job}{exc}{hint}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before the loop's handler is in place: nothing to resume yet
+        print(f"featviz: interrupted: {job}before the first step; nothing was rendered", file=sys.stderr)
+        sys.exit(130)
     except FeatvizError as exc:
         print(f"featviz: error: {job}{exc}", file=sys.stderr)
         if multirun:

@@ -366,6 +366,43 @@ class UnitsAppConfig(Config):
     sheet: SheetConfig = field(default_factory=SheetConfig)
 
 
+#: Inclusive [low, high] of the numeric options (None: unbounded); ``group.*`` covers every
+#: number of that group. Every float must also be finite. Checked by ``app.build.validate``.
+RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
+    "steps": (1, None),
+    "batch": (1, None),
+    "log_every": (1, None),
+    "checkpoint_every": (0, None),
+    "threads": (1, None),
+    "snapshots": (0, None),
+    "model.input_size": (8, None),
+    "param.size": (8, None),
+    "param.sd": (0, None),
+    "param.decay": (0, None),
+    "param.levels": (1, None),
+    "param.hidden": (1, None),
+    "param.layers": (1, None),
+    "param.latent_sd": (0, None),
+    "param.grad_blur_sigma": (0, None),
+    "param.grad_normalize": (0, None),
+    "transforms.pad": (0, None),
+    "transforms.jitter": (0, None),
+    "transforms.jitter_after": (0, None),
+    "regularizer.*": (0, None),  # every weight, sigma, stride and size
+    "optimizer.lr": (0, None),
+    "optimizer.momentum": (0, None),
+    "optimizer.weight_decay": (0, None),
+    "optimizer.eps": (0, None),
+    "logger.log_every": (1, None),
+    "logger.activation_every": (1, None),
+    "metrics.views": (0, None),
+    "metrics.hf_cutoff": (0, 0.5),
+    "metrics.progress_fraction": (0, 1),
+    "units.batch": (1, None),
+    "sheet.columns": (1, None),
+}
+
+
 def register() -> None:
     """Put every schema in Hydra's ConfigStore (idempotent: storing twice replaces)."""
     cs = ConfigStore.instance()

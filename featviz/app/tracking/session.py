@@ -11,11 +11,14 @@ and ``logger=none`` runs should not pay wandb's import time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featviz.errors import ConfigError
+
+log = logging.getLogger("featviz")
 
 if TYPE_CHECKING:
     from wandb.sdk.wandb_run import Run
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 MODES = ("offline", "online", "disabled")
 GROUP_MAX = 128  # W&B's limit on group names
 DEFAULT_PROJECT = "featviz"
+ONLINE_TIMEOUT_S = 15  # seconds logger.mode=online waits for the W&B server before going offline
 
 
 def check_mode(logger_cfg: Mapping[str, Any]) -> str:
@@ -86,20 +90,30 @@ def start_run(
         console="off",  # keep the terminal and tqdm untouched; metrics are logged explicitly
         reinit="create_new",
     )
-    return wandb.init(
+    kwargs: dict[str, Any] = dict(
         project=str(logger_cfg.get("project") or DEFAULT_PROJECT),
         entity=logger_cfg.get("entity") or None,
-        mode=mode,
         dir=str(run_dir),
         name=name,
         group=group,
         job_type=job_type,
         config=dict(config),
         tags=list(tags),
-        settings=settings,
         id=run_id,
         resume="allow" if run_id else None,
     )
+    if mode != "online":
+        return wandb.init(mode=mode, settings=settings, **kwargs)
+    # Online: a server that cannot be reached must not stall the job for minutes (W&B's own
+    # retries take ~90 s): give it ONLINE_TIMEOUT_S, then keep the run offline to sync later.
+    settings.init_timeout = ONLINE_TIMEOUT_S
+    try:
+        return wandb.init(mode="online", settings=settings, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - W&B raises several kinds for "no server"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("W&B server unreachable (%s); this run is logged offline, `wandb sync` uploads it later", first[:200])
+        wandb.setup(settings=wandb.Settings(mode="offline", silent=True))
+        return wandb.init(mode="offline", settings=settings, **kwargs)
 
 
 def sync_hint(run: Run) -> str:

@@ -1,0 +1,143 @@
+"""Faults a user or a cluster causes: each ends in one line, an honest result.json and a folder
+nobody else wrote into (the rest of the bad-input cases are in test_bad_input.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, run_cli
+from featviz.app.build import model_from_config
+from featviz.checkpoint import Checkpointer
+from featviz.errors import ConfigError, NonFiniteLossError, OutputError
+from featviz.objectives import channel
+from featviz.params import PixelImage
+from featviz.render import render, resolve_device
+from featviz.rundir import LOCK_NAME, RunLock
+
+SMALL = ["logger=none", "progress=false", "metrics.enabled=false", "param.size=32", "objective.layer=blocks.3", "steps=2"]
+
+
+def _one_line(proc: subprocess.CompletedProcess[str], message: str) -> str:
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("featviz:")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("param.sd=nan", "param.sd=nan must be a finite number"),
+        ("transforms.rotate=nan", "transforms.rotate=nan must be a finite number"),
+        ("transforms.scale=[1,inf]", "transforms.scale=inf must be a finite number"),
+        ("optimizer.lr=inf", "optimizer.lr=inf must be a finite number"),
+        ("transforms.jitter=-3", "transforms.jitter=-3 must be >= 0"),
+        ("device=tpu", "device='tpu'"),
+    ],
+)
+def test_non_finite_and_out_of_range_values_are_one_line(tmp_path: Path, override: str, message: str) -> None:
+    out = tmp_path / "run"
+    _one_line(run_cli(*SMALL, override, f"hydra.run.dir={out}"), message)
+    assert json.loads((out / "result.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("device", ["tpu", "meta", "cuda:x", "xla"])
+def test_unknown_devices(device: str) -> None:
+    with pytest.raises(ConfigError, match="device="):
+        resolve_device(device)
+
+
+def test_a_non_finite_image_stops_the_run(plain_lite0) -> None:
+    param = PixelImage(32, sd=float("nan"))
+    with pytest.raises(NonFiniteLossError, match="image became non-finite"):
+        render(plain_lite0, channel("blocks.1", 0), param=param, steps=2, device="cpu")
+
+
+def test_a_custom_target_must_be_a_module() -> None:
+    with pytest.raises(ConfigError, match="not a torch.nn.Module"):
+        model_from_config({"name": "custom", "weights": "none", "net": {"_target_": "collections.OrderedDict"}})
+
+
+def test_a_second_process_is_refused_and_a_stale_lock_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with RunLock(out):
+        line = _one_line(run_cli(*SMALL, f"hydra.run.dir={out}"), "in use by another featviz process")
+        assert str(os.getpid()) in line
+    assert not (out / "result.json").exists()  # nothing written over the holder's folder
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (out / LOCK_NAME).write_text(f"{os.uname().nodename} {dead}")
+    proc = run_cli(*SMALL, f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (out / LOCK_NAME).exists()  # released at the end
+
+
+def test_a_refused_rerun_writes_nothing_into_the_old_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run_cli(*SMALL, f"hydra.run.dir={out}").returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _one_line(run_cli(*SMALL, "objective.unit=5", f"hydra.run.dir={out}"), "another config")
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # .hydra/ included
+
+
+def test_a_planted_log_symlink_is_refused(tmp_path: Path) -> None:
+    out, outside = tmp_path / "run", tmp_path / "outside.txt"
+    out.mkdir()
+    outside.write_text("keep")
+    (out / "main.log").symlink_to(outside)
+    _one_line(run_cli(*SMALL, f"hydra.run.dir={out}"), "symbolic link")
+    assert outside.read_text() == "keep" and not (out / "result.json").exists()
+
+
+def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [*SMALL[:-1], "steps=300", "checkpoint_every=0", f"hydra.run.dir={out}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "featviz", *args], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").stat().st_size > 200):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("featviz:")]
+    assert len(lines) == 1 and lines[0].startswith("featviz: interrupted:") and f"hydra.run.dir={out}" in lines[0], stderr[-3000:]
+    assert "Traceback" not in stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "interrupted" and (out / "checkpoint.pt").is_file()
+    step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < step < 300
+    resumed = run_cli(*args)  # the command the line names
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "result.json").read_text())["status"] == "completed"
+
+
+def test_an_unwritable_checkpoint_is_one_clear_error(plain_lite0, tmp_path: Path) -> None:
+    target = tmp_path / "checkpoint.pt"
+    target.mkdir()  # the write fails the way a full or read-only disk does
+    with pytest.raises(OutputError, match="cannot write the checkpoint"):
+        render(plain_lite0, channel("blocks.1", 0), param=PixelImage(32), steps=3, device="cpu", callbacks=[Checkpointer(target, every=1)])
+
+
+def test_unreachable_wandb_server_falls_back_to_offline(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_API_KEY="x" * 40, WANDB_BASE_URL="http://127.0.0.1:9", HYDRA_FULL_ERROR="0")  # nothing listens there
+    args = [a for a in SMALL if a != "logger=none"]
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "featviz", *args, "logger.mode=online", f"hydra.run.dir={out}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    took = time.time() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sum("W&B server unreachable" in line for line in (proc.stdout + proc.stderr).splitlines()) == 1
+    assert list((out / "wandb").glob("offline-run-*")), "the offline files to sync later"
+    assert took < 45, took  # ~15 s of waiting plus start-up, not W&B's own ~90 s of retries
