@@ -34,23 +34,6 @@ def _one_line(proc: subprocess.CompletedProcess[str], message: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("param.sd=nan", "param.sd=nan must be a finite number"),
-        ("transforms.rotate=nan", "transforms.rotate=nan must be a finite number"),
-        ("transforms.scale=[1,inf]", "transforms.scale=inf must be a finite number"),
-        ("optimizer.lr=inf", "optimizer.lr=inf must be a finite number"),
-        ("transforms.jitter=-3", "transforms.jitter=-3 must be >= 0"),
-        ("device=tpu", "device='tpu'"),
-    ],
-)
-def test_non_finite_and_out_of_range_values_are_one_line(tmp_path: Path, override: str, message: str) -> None:
-    out = tmp_path / "run"
-    _one_line(run_cli(*SMALL, override, f"hydra.run.dir={out}"), message)
-    assert json.loads((out / "result.json").read_text())["status"] == "failed"
-
-
 @pytest.mark.parametrize("device", ["tpu", "meta", "cuda:x", "xla"])
 def test_unknown_devices(device: str) -> None:
     with pytest.raises(ConfigError, match="device="):

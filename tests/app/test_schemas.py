@@ -3,6 +3,7 @@ starts (Hydra's on the command line, a ConfigError for dicts), and booleans are 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,28 +16,42 @@ from featviz.errors import ConfigError
 SMALL = ["logger=none", "progress=false", "metrics.enabled=false", "param.size=32", "objective.layer=blocks.3", "steps=1"]
 
 
-@pytest.mark.parametrize(
-    ("override", "key"),
-    [
-        ("param.size=abc", "param.size"),
-        ("steps=1.5", "steps"),
-        ("batch=1.5", "batch"),
-        ("steps=abc", "steps"),
-        ("snapshots=[0,1.5]", "snapshots"),
-        ("snapshots=[0,../../escape]", "snapshots"),
-        ("param.value_range=soft", "param.value_range"),
-        ("param.bogus=1", "param.bogus"),
-        ("regularizer.diversity_kind=cosine", "regularizer.diversity_kind"),
-        ("logger.mode=sometimes", "logger.mode"),
-        ("objective.unit=x", "objective.unit"),
-    ],
-)
-def test_bad_values_fail_before_any_job_starts(tmp_path: Path, override: str, key: str) -> None:
+# (override, what the one line must say, whether the job got as far as writing result.json):
+# type and choice errors stop in Hydra before any folder exists; range and finiteness
+# errors stop the job before its first step, recorded as failed.
+BAD_VALUES = [
+    ("param.size=abc", "param.size", False),
+    ("steps=1.5", "steps", False),
+    ("batch=1.5", "batch", False),
+    ("steps=abc", "steps", False),
+    ("snapshots=[0,1.5]", "snapshots", False),
+    ("snapshots=[0,../../escape]", "snapshots", False),
+    ("param.value_range=soft", "param.value_range", False),
+    ("param.bogus=1", "param.bogus", False),
+    ("regularizer.diversity_kind=cosine", "regularizer.diversity_kind", False),
+    ("logger.mode=sometimes", "logger.mode", False),
+    ("objective.unit=x", "objective.unit", False),
+    ("param.sd=nan", "featviz: error: param.sd=nan must be a finite number", True),
+    ("transforms.rotate=nan", "featviz: error: transforms.rotate=nan must be a finite number", True),
+    ("transforms.scale=[1,inf]", "featviz: error: transforms.scale=inf must be a finite number", True),
+    ("optimizer.lr=inf", "featviz: error: optimizer.lr=inf must be a finite number", True),
+    ("transforms.jitter=-3", "featviz: error: transforms.jitter=-3 must be >= 0", True),
+    ("device=tpu", "featviz: error: device='tpu'", True),
+]
+
+
+@pytest.mark.parametrize(("override", "message", "recorded"), BAD_VALUES, ids=[v[0] for v in BAD_VALUES])
+def test_bad_values_fail_before_rendering(tmp_path: Path, override: str, message: str, recorded: bool) -> None:
     out = tmp_path / "run"
     proc = run_cli(*SMALL, override, f"hydra.run.dir={out}")
     assert proc.returncode != 0
-    assert key.split(".")[-1] in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert not out.exists()  # refused before Hydra made the run folder
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    if recorded:
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("featviz:")]
+        assert len(lines) == 1 and lines[0].startswith(message), proc.stderr[-2000:]
+        assert json.loads((out / "result.json").read_text())["status"] == "failed"
+    else:
+        assert not out.exists()  # refused before Hydra made the run folder
 
 
 def test_booleans_are_real_booleans() -> None:
