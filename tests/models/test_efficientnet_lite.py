@@ -13,9 +13,11 @@ from torch import nn
 from featviz.models.efficientnet_lite import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    LITE0_BLOCKS,
-    EfficientNetLite0,
-    efficientnet_lite0,
+    VARIANTS,
+    EfficientNetLite,
+    blocks_from_state_dict,
+    efficientnet_lite,
+    lite_blocks,
     load_pretrained,
     pretrained_weights_path,
     remap_lukemelas_state_dict,
@@ -25,8 +27,8 @@ skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
-def model() -> EfficientNetLite0:
-    return efficientnet_lite0(pretrained=True)
+def model() -> EfficientNetLite:
+    return efficientnet_lite("lite0", pretrained=True)
 
 
 def _preprocess(img: np.ndarray) -> torch.Tensor:
@@ -49,7 +51,7 @@ def test_weights_load_strictly() -> None:
     raw: Dict[str, torch.Tensor] = torch.load(
         pretrained_weights_path(), map_location="cpu", weights_only=True
     )
-    model = load_pretrained(EfficientNetLite0())  # load_state_dict(strict=True) inside
+    model = load_pretrained(EfficientNetLite())  # load_state_dict(strict=True) inside
     ours = model.state_dict()
     remapped = remap_lukemelas_state_dict(raw)
     expected = {k for k in ours if not k.endswith("num_batches_tracked")}
@@ -58,9 +60,10 @@ def test_weights_load_strictly() -> None:
         assert torch.equal(ours[key], value), key
 
 
-def test_block_layout_matches_weights(model: EfficientNetLite0) -> None:
-    assert len(LITE0_BLOCKS) == 16 == len(model.blocks)
-    for i, spec in LITE0_BLOCKS.items():
+def test_block_layout_matches_weights(model: EfficientNetLite) -> None:
+    specs = lite_blocks(VARIANTS["lite0"].repeats)
+    assert len(specs) == 16 == len(model.blocks)
+    for i, spec in enumerate(specs):
         block = model.blocks[i]
         mid = spec["in_channels"] * spec["expand_ratio"]
         dw = block.depthwise_conv.weight
@@ -77,7 +80,7 @@ def test_block_layout_matches_weights(model: EfficientNetLite0) -> None:
 
 
 @torch.no_grad()
-def test_imagenet_top1(model: EfficientNetLite0) -> None:
+def test_imagenet_top1(model: EfficientNetLite) -> None:
     x = torch.cat([_preprocess(skimage_data.chelsea()), _preprocess(skimage_data.coffee())])
     top1 = model(x).argmax(dim=1).tolist()
     assert 281 <= top1[0] <= 285, top1  # tabby / tiger / Persian / Siamese / Egyptian cat
@@ -85,14 +88,14 @@ def test_imagenet_top1(model: EfficientNetLite0) -> None:
 
 
 @torch.no_grad()
-def test_output_shape_small_input(model: EfficientNetLite0) -> None:
+def test_output_shape_small_input(model: EfficientNetLite) -> None:
     out = model(torch.randn(2, 3, 64, 64))
     assert out.shape == (2, 1000)
     assert torch.isfinite(out).all()
 
 
 @torch.no_grad()
-def test_odd_input_size_same_padding(model: EfficientNetLite0) -> None:
+def test_odd_input_size_same_padding(model: EfficientNetLite) -> None:
     # TF 'SAME': every stride-2 layer gives ceil(size / 2).
     feats = {}
     handle = model.conv_head.register_forward_hook(lambda m, i, o: feats.setdefault("head", o))
@@ -103,7 +106,7 @@ def test_odd_input_size_same_padding(model: EfficientNetLite0) -> None:
     assert feats["head"].shape == (1, 1280, 4, 5)
 
 
-def test_named_submodules_exist(model: EfficientNetLite0) -> None:
+def test_named_submodules_exist(model: EfficientNetLite) -> None:
     names = dict(model.named_modules())
     top = ["conv_stem", "bn0", "stem_act", "conv_head", "bn1", "head_act", "avgpool", "dropout", "fc"]
     for name in top:
@@ -124,7 +127,7 @@ def test_named_submodules_exist(model: EfficientNetLite0) -> None:
     assert "blocks.16" not in names
 
 
-def test_forward_stops_early_with_raising_hook(model: EfficientNetLite0) -> None:
+def test_forward_stops_early_with_raising_hook(model: EfficientNetLite) -> None:
     class Stop(Exception):
         pass
 
@@ -140,3 +143,30 @@ def test_forward_stops_early_with_raising_hook(model: EfficientNetLite0) -> None
         for h in hooks:
             h.remove()
     assert calls == []
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_checkpoint_layout_is_the_repeats_table(variant: str) -> None:
+    """Both packages' checkpoints hold exactly the layout the stage plan predicts."""
+    raw = torch.load(pretrained_weights_path(variant), map_location="cpu", weights_only=True)
+    assert blocks_from_state_dict(raw) == lite_blocks(VARIANTS[variant].repeats)
+
+
+def test_foreign_checkpoint_refused() -> None:
+    raw = torch.load(pretrained_weights_path("lite0"), map_location="cpu", weights_only=True)
+    raw["_blocks.1._project_conv.weight"] = torch.zeros(17, 96, 1, 1)
+    with pytest.raises(ValueError, match="stage plan"):
+        blocks_from_state_dict(raw)
+
+
+@torch.no_grad()
+def test_lite1_is_a_second_real_network() -> None:
+    """Lite1 (21 blocks, its own weights) classifies the same photos, and differs from Lite0."""
+    lite1 = efficientnet_lite("lite1", pretrained=True)
+    assert len(lite1.blocks) == 21
+    x = torch.cat([_preprocess(skimage_data.chelsea()), _preprocess(skimage_data.coffee())])
+    top1 = lite1(x).argmax(dim=1).tolist()
+    assert 281 <= top1[0] <= 285, top1
+    assert top1[1] in (967, 968), top1
+    random_init = efficientnet_lite("lite1", pretrained=False)
+    assert [len(b) for b in (random_init.blocks, lite1.blocks)] == [21, 21]
