@@ -2,15 +2,17 @@
 
 Every model featviz drives is wrapped in :class:`FeatureModel`, which
 
-* takes RGB images in [0, 1] and applies the network's own input normalization, so
-  parameterizations never need to know which network they feed;
+* takes images in [0, 1] with as many channels as the network's first layer reads (3 for
+  RGB, 1 for grayscale, more for multispectral) and applies the network's own input
+  normalization, so parameterizations never need to know which network they feed;
 * is in eval mode and its weights never require grad (only the image is optimized);
 * stops the forward pass right after the deepest layer an objective asks for, by raising
   from a forward hook: the rest of the network is never computed, which is most of the
   cost for early layers.
 
 Layer names are the network's module paths (``blocks.8``, ``inception4a``) plus
-``logits``, the network's output.
+``logits``, the network's output. Each layer's :class:`~featviz.models.layout.Layout` (NCHW,
+NHWC, tokens, vector) is found from the shapes it gives and travels with its activations.
 
 :meth:`FeatureModel.optimize` applies the speed-ups of :mod:`featviz.models.speedups` and
 :mod:`featviz.models.speedups.fusion` (BatchNorm folding, channels-last memory, convolution + activation
@@ -25,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from featviz.errors import ImageSizeError, UnknownLayerError, closest
+from featviz.errors import ConfigError, ImageSizeError, UnknownLayerError, closest
+from featviz.models.layout import Layout, LayerMap, infer, resolve
 from featviz.models.speedups.folding import FoldedPair, fold_batchnorms, unfold
 from featviz.models.speedups.fusion import FusedPair, fuse_conv_activations, unfuse
 from featviz.models.speedups.memory import keep_freed_memory
@@ -34,6 +37,8 @@ from featviz.models.speedups.options import PerfOptions
 LOGITS = "logits"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# A second probe side, this much larger, tells a layer's channel axis from its spatial ones.
+_SECOND_PROBE_STEP = 32
 
 
 class _StopForward(Exception):
@@ -45,9 +50,12 @@ class FeatureModel(nn.Module):
 
     Args:
         net: the classification network; its forward must call its submodules in order.
-        mean, std: per-channel input normalization applied to [0, 1] images.
+        mean, std: per-channel input normalization applied to [0, 1] images (one value
+            serves every channel).
         input_size: the side the network was trained at (the resize transform's target).
         name: a label for logs and errors.
+        in_channels: channels of the network's input; None reads them from its first
+            module with ``in_channels`` (the stem convolution), else 3.
     """
 
     def __init__(
@@ -58,17 +66,20 @@ class FeatureModel(nn.Module):
         input_size: int = 224,
         name: str = "model",
         num_classes: int | None = None,
+        in_channels: int | None = None,
     ) -> None:
         super().__init__()
         self.net = net.eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.in_channels = int(in_channels or stem_channels(net) or 3)
+        self.register_buffer("mean", _per_channel(mean, self.in_channels, "model.mean"))
+        self.register_buffer("std", _per_channel(std, self.in_channels, "model.std"))
         self.input_size = int(input_size)
         self.name = name
         self.num_classes = num_classes
         self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
+        self._layouts: dict[str, Layout] = {}
         # Set by optimize(): convolutions that now return their folded BatchNorm's output.
         self.folded: dict[str, FoldedPair] = {}
         self._fold_done = False
@@ -146,7 +157,7 @@ class FeatureModel(nn.Module):
     def _probe(self) -> torch.Tensor:
         """A fixed random input, normalized and laid out as the network runs it, for checks."""
         generator = torch.Generator().manual_seed(0)
-        probe = torch.rand(1, 3, self.input_size, self.input_size, generator=generator).to(self.mean.device)
+        probe = torch.rand(1, self.in_channels, self.input_size, self.input_size, generator=generator).to(self.mean.device)
         probe = self.normalize(probe)
         return probe.contiguous(memory_format=torch.channels_last) if self.channels_last else probe
 
@@ -168,13 +179,26 @@ class FeatureModel(nn.Module):
                 pair.original_conv.to(memory_format=torch.channels_last)
         self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
 
-    def forward(self, images: torch.Tensor, layers: Iterable[str] = (LOGITS,)) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, layers: Iterable[str] = (LOGITS,)) -> LayerMap[torch.Tensor]:
         """Run the network on [0, 1] images and return the requested activations.
 
         The pass stops as soon as all requested layers have produced output, so asking only
-        for an early layer costs only the early part of the network.
+        for an early layer costs only the early part of the network. The activations are as
+        the layers gave them (Swin's stay ``[B, H, W, C]``); the returned mapping's
+        ``layouts`` says how to read each (:func:`featviz.models.layout.grid_of`).
         """
         wanted = set(layers)
+        captured = self._capture(images, wanted)
+        never = sorted(wanted - captured.keys())
+        if never:
+            raise UnknownLayerError(
+                f"layer(s) {', '.join(never)} of model {self.name!r} never ran in the forward pass (a module whose weights "
+                f"its parent uses directly, like MultiheadAttention.out_proj); hook the parent module instead"
+            )
+        return LayerMap(captured, self.layouts_of(captured, tuple(images.shape[-2:])))
+
+    def _capture(self, images: torch.Tensor, wanted: set[str]) -> dict[str, torch.Tensor]:
+        """The hooked pass: ``{layer: output}`` for the layers of ``wanted`` that ran."""
         self.check_layers(wanted)
         # A folded convolution would return its BatchNorm's output: unfold it first, so a
         # model optimized for one objective still answers any other exactly.
@@ -213,31 +237,83 @@ class FeatureModel(nn.Module):
             captured = {k: v.float() if torch.is_tensor(v) else v for k, v in captured.items()}
         return captured
 
-    def layer_shapes(self, size: int | tuple[int, int], layers: Iterable[str] | None = None) -> dict[str, tuple[int, ...]]:
-        """Output shape (without batch) of each layer for a ``size`` input, from one probe pass.
+    def layouts_of(self, acts: dict[str, torch.Tensor], input_hw: tuple[int, int]) -> dict[str, Layout]:
+        """The layout of each activation in ``acts`` (found once per layer, then remembered).
 
-        Raises :class:`ImageSizeError` when the input is too small to reach a layer.
+        Most layers tell from their shape at a square input (:func:`~featviz.models.layout.infer`);
+        the rest (channels = height = width) from two probe passes at different sizes.
+        """
+        unsure = []
+        for name, act in acts.items():
+            if name in self._layouts or not torch.is_tensor(act):
+                continue
+            found = infer(tuple(act.shape[1:]), input_hw)
+            if found is None:
+                unsure.append(name)
+            else:
+                self._layouts[name] = found
+        if unsure:
+            first, second = (self._probe_shapes(self.input_size + step, unsure) for step in (0, _SECOND_PROBE_STEP))
+            for name in unsure:
+                self._layouts[name] = resolve(first[name], second.get(name)) if name in first else Layout("nchw")
+        return {name: self._layouts[name] for name in acts if name in self._layouts}
+
+    def _probe_shapes(self, side: int, layers: list[str]) -> dict[str, tuple[int, ...]]:
+        """Raw output shapes (without batch) at a ``side`` px grey input; {} if the network refuses it."""
+        probe = torch.full((1, self.in_channels, side, side), 0.5, device=self.mean.device)
+        try:
+            with torch.no_grad():
+                acts = self._capture(probe, set(layers))
+        except (RuntimeError, AssertionError, ValueError):
+            return {}
+        return {k: tuple(v.shape[1:]) for k, v in acts.items() if torch.is_tensor(v)}
+
+    def layer_shapes(self, size: int | tuple[int, int], layers: Iterable[str] | None = None) -> LayerMap[tuple[int, ...]]:
+        """``(C, H, W)`` of each layer (``(C,)`` for vectors) for a ``size`` input, from one probe pass.
+
+        Channels come first whatever the layer's layout (a ViT layer's H x W is its patch
+        grid); the returned mapping's ``layouts`` holds each layer's layout. Layers that
+        never run in the forward pass are left out. Raises :class:`ImageSizeError` when the
+        input is too small to reach a layer (or is not the one size a ViT takes).
         """
         h, w = (size, size) if isinstance(size, int) else size
         names = list(layers) if layers is not None else self.layer_names
         self.check_layers(names)
-        device = self.mean.device
-        probe = torch.full((1, 3, h, w), 0.5, device=device)
+        probe = torch.full((1, self.in_channels, h, w), 0.5, device=self.mean.device)
         try:
             with torch.no_grad():
-                acts = self(probe, names)
-        except RuntimeError as exc:
+                acts = self._capture(probe, set(names))
+        except (RuntimeError, AssertionError, ValueError) as exc:
             raise ImageSizeError(
-                f"a {h}x{w} input is too small for model {self.name!r} to reach layer(s) "
+                f"a {h}x{w} input does not fit model {self.name!r} up to layer(s) "
                 f"{', '.join(names[:3])}: {str(exc).splitlines()[0]}; use a larger param.size "
-                f"or keep the resize transform (transforms.resize=true)"
+                f"or keep the resize transform (transforms.resize=true), which feeds the model its own {self.input_size} px"
             ) from exc
+        acts = {name: acts[name] for name in names if torch.is_tensor(acts.get(name))}
+        layouts = self.layouts_of(acts, (h, w))
         shapes = {}
-        for name in names:
-            act = acts.get(name)
-            if act is None or not torch.is_tensor(act):
-                continue
-            if act.dim() == 4 and min(act.shape[2:]) < 1:
+        for name, act in acts.items():
+            chw = layouts[name].chw(tuple(act.shape[1:]))
+            if len(chw) == 3 and min(chw[1:]) < 1:
                 raise ImageSizeError(f"layer {name!r} has empty output for a {h}x{w} input; use a larger image")
-            shapes[name] = tuple(act.shape[1:])
-        return shapes
+            shapes[name] = chw
+        return LayerMap(shapes, layouts)
+
+
+def stem_channels(net: nn.Module) -> int | None:
+    """Input channels of ``net``'s first module that declares them (its stem convolution)."""
+    for module in net.modules():
+        channels = getattr(module, "in_channels", None)
+        if isinstance(channels, int) and channels > 0:
+            return channels
+    return None
+
+
+def _per_channel(values: Sequence[float], channels: int, key: str) -> torch.Tensor:
+    """``values`` as a ``[1, channels, 1, 1]`` buffer; one value serves every channel."""
+    t = torch.as_tensor(values, dtype=torch.float32).flatten()
+    if t.numel() == 1:
+        t = t.expand(channels)
+    if t.numel() != channels:
+        raise ConfigError(f"{key} has {t.numel()} values but the network takes {channels} input channel(s); give one value or {channels}")
+    return t.reshape(1, channels, 1, 1).clone()
