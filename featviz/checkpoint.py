@@ -193,7 +193,7 @@ def find_resume_point(run_dir: str | os.PathLike[str], config: Mapping[str, Any]
             diff = config_differences(result.get("config") or {}, config)
             if diff:
                 raise CheckpointError(
-                    f"{run_dir} already holds a completed run of another config ({'; '.join(diff[:5])}); choose a new output folder (hydra.run.dir)"
+                    f"{run_dir} already holds a completed run of another config ({'; '.join(diff[:5])}); choose a new output folder (hydra.run.dir, or hydra.sweep.dir for a sweep)"
                 )
             return ResumePoint(completed=result)
     ckpt = run_dir / CHECKPOINT_NAME

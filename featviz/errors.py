@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 from pathlib import Path
 
 
@@ -74,6 +75,10 @@ class Preempted(Exception):
         super().__init__(f"stopped by {signal_name} {where}; the state is saved in {path}{then}")
         self.signal_name, self.step, self.steps, self.path, self.exit_code = signal_name, step, steps, path, exit_code
         self.handed_over = handed_over
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable (an isolated job's child sends it to the job process)."""
+        return (type(self), (self.signal_name, self.step, self.steps, self.path, self.exit_code, self.handed_over))
 
 
 class OutputError(FeatvizError):

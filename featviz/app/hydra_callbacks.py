@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from featviz.app.config import to_plain
 from featviz.checkpoint import find_resume_point
@@ -25,9 +25,9 @@ class OutputDirCheck(HydraCallback):
     Hydra creates the run folder, its log file and its ``.hydra/`` record before featviz
     runs. So here, first: an unwritable folder is one line instead of a traceback from
     inside Hydra; a planted symlink in place of a file the run writes (its log above all)
-    is refused, so nothing is written outside the folder; and a single run into a folder
-    that holds a finished run of another config is refused before Hydra rewrites that
-    run's ``.hydra/`` record.
+    is refused, so nothing is written outside the folder; and a run into a folder that
+    holds a run of another config is refused before Hydra rewrites that run's ``.hydra/``
+    record (for a multirun: any of its jobs, each composed here as the launcher will).
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -35,7 +35,31 @@ class OutputDirCheck(HydraCallback):
         self._refuse_other_config(config, folder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.sweep.dir")
+        sweep_dir = self._check(config, "hydra.sweep.dir")
+        if any(sweep_dir.glob(f"*/{RESULT_NAME}")):  # a rerun of a sweep: check each job's folder
+            for folder, job in self._sweep_jobs(config):
+                self._refuse_other_config(job, folder)
+
+    @staticmethod
+    def _sweep_jobs(config: DictConfig) -> list[tuple[Path, DictConfig]]:
+        """Each job of the sweep (basic sweeper) with its folder, composed as the launcher will."""
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        if not str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).endswith("BasicSweeper"):
+            return []  # another sweeper draws its jobs itself; each job checks its own folder
+        loader = GlobalHydra.instance().config_loader()
+        params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides([*params, *config.hydra.overrides.task])
+        jobs = []
+        for num, overrides in enumerate(o for batch in BasicSweeper.split_arguments(parsed, None) for o in batch):
+            job = loader.load_sweep_config(config, list(overrides))
+            with open_dict(job):
+                job.hydra.job.num = num
+            HydraConfig.instance().set_config(job)
+            jobs.append((Path(str(job.hydra.sweep.dir)) / str(job.hydra.sweep.subdir), job))
+        return jobs
 
     @staticmethod
     def _fail(message: str) -> None:

@@ -66,33 +66,43 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def run_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Render one config into ``out_dir``, holding the folder's lock; returns the final metrics."""
+def run_job(cfg: DictConfig, out_dir: Path, isolate: bool = False) -> dict[str, Any]:
+    """Render one config into ``out_dir``, holding the folder's lock; returns the final metrics.
+
+    ``isolate`` renders in a child process (:mod:`featviz.app.isolation`), so a crash in
+    native code fails this job only.
+    """
     from featviz.rundir import RunLock
 
+    container = to_plain(cfg)
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     with RunLock(out_dir):
-        return _render_job(cfg, out_dir)
+        if not isolate:
+            return _render_job(container, out_dir, overrides)
+        from featviz.app.isolation import run_isolated
+
+        record = {"overrides": overrides, "config": container}
+        return run_isolated(_render_job, (container, out_dir, overrides), out_dir, record)
 
 
-def _render_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+def _render_job(container: dict[str, Any], out_dir: Path, overrides: list[str]) -> dict[str, Any]:
     # Imported here, not at the top: `featviz render --help` and Hydra's config errors then
     # answer without loading torch.
     import torch
 
     from featviz.app.build import build_metrics_callback, build_run
     from featviz.checkpoint import Checkpointer, find_resume_point
+    from featviz.metrics.activation import ActivationProbe
     from featviz.progress import ProgressBar
     from featviz.render import render
     from featviz.rundir import CHECKPOINT_NAME
     from featviz.writer import RunWriter
 
-    container = to_plain(cfg)
     # Before anything is written: the folder may hold this run finished, or half done.
     resume = find_resume_point(out_dir, container)
     if resume.completed is not None:
         print(f"featviz: {out_dir} already holds this run, completed; nothing to redo (a new output folder renders it again)")
         return dict(resume.completed.get("final") or {})
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     writer = RunWriter(out_dir, config=container, extra={"overrides": overrides, "environment": environment()})
     logger_cfg = container.get("logger") or {}
     tracker = None
@@ -113,8 +123,10 @@ def _render_job(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         writer.fail(exc, steps_done=resume.step)
         raise
     # The run's own callbacks (preconditioners, batch-term metrics) and the metrics first: they
-    # add to result.final in on_end, which the writer and logger then record.
-    callbacks: list[Any] = [*parts.callbacks, writer] if metrics is None else [*parts.callbacks, metrics, writer]
+    # add to result.final in on_end (the activation probe to each step's metrics), which the
+    # writer and logger then record.
+    probe = ActivationProbe(int(container.get("activation_every", 8)))
+    callbacks: list[Any] = [*parts.callbacks, probe, writer] if metrics is None else [*parts.callbacks, probe, metrics, writer]
     if container.get("progress", True):
         callbacks.append(ProgressBar())
     if tracker is not None:

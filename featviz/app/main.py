@@ -29,7 +29,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     job = f"job {hydra_cfg.job.num}: " if multirun else ""
     try:
-        final = run_job(cfg, out_dir)
+        final = run_job(cfg, out_dir, isolate=multirun if cfg.get("isolate") is None else bool(cfg.isolate))
     except Preempted as exc:  # the whole process was told to stop, so a sweep stops too
         again = f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={out_dir}"
         hint = "" if exc.handed_over else f"; run the same command with {again} to resume"

@@ -42,8 +42,11 @@ class ModelConfig:
 
     name: str = "efficientnet_lite0"
     weights: Optional[str] = "imagenet"  # imagenet | none | path to a state_dict
-    input_size: Optional[int] = 224
+    input_size: Optional[int] = None  # null = the weights' own (torchvision metadata), a ViT's image_size, else 224
     net: Optional[Any] = None  # {_target_: importable.Class, ...arguments} for model=custom
+    in_channels: Optional[int] = None  # null = read from the network's stem convolution
+    mean: Optional[List[float]] = None  # null = the weights' own, ImageNet's for RGB, else 0
+    std: Optional[List[float]] = None  # null = the weights' own, ImageNet's for RGB, else 1
 
 
 # --- objectives: one schema per kind --------------------------------------------------
@@ -69,6 +72,14 @@ class NeuronObjective(ChannelObjective):
     kind: str = "neuron"
     x: Optional[int] = None
     y: Optional[int] = None
+
+
+@dataclass
+class TokenObjective(ObjectiveConfig):
+    kind: str = "token"
+    layer: str = "encoder.layers.encoder_layer_11.mlp.1"
+    token: int = 0  # 0 = a ViT's class token; prefix + y * W + x = the patch at (x, y)
+    unit: Optional[int] = None  # null = the token's mean square
 
 
 @dataclass
@@ -122,6 +133,7 @@ OBJECTIVE_SCHEMAS: dict[str, type[ObjectiveConfig]] = {
     "class_prob": ClassObjective,
     "direction": DirectionObjective,
     "random_direction": RandomDirectionObjective,
+    "token": TokenObjective,
     "interpolate": InterpolateObjective,
     "sum": SumObjective,
 }
@@ -352,6 +364,7 @@ class Config:
     progress: bool = True
     tags: List[str] = field(default_factory=list)
     checkpoint_every: int = 50
+    isolate: Optional[bool] = None  # None: on in multirun (a native crash fails one job), off for one run
     threads: Optional[int] = None  # torch CPU threads; null = torch's default (the launcher configs set it)
     # Free-form blocks the experiment configs use for their own axes (spectrum.level, figure.layer).
     spectrum: Optional[Any] = None
@@ -377,6 +390,9 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "threads": (1, None),
     "snapshots": (0, None),
     "model.input_size": (8, None),
+    "model.in_channels": (1, None),
+    "model.std": (1e-12, None),
+    "objective.token": (0, None),
     "param.size": (8, None),
     "param.sd": (0, None),
     "param.decay": (0, None),

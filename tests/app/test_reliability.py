@@ -124,3 +124,34 @@ def test_unreachable_wandb_server_falls_back_to_offline(tmp_path: Path) -> None:
     assert sum("W&B server unreachable" in line for line in (proc.stdout + proc.stderr).splitlines()) == 1
     assert list((out / "wandb").glob("offline-run-*")), "the offline files to sync later"
     assert took < 45, took  # ~15 s of waiting plus start-up, not W&B's own ~90 s of retries
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
+def test_a_job_crashing_in_native_code_fails_alone(tmp_path: Path, launcher: str) -> None:
+    """A SIGSEGV in one job: that job is failed in result.json and summary.json, the next one runs."""
+    sweep = tmp_path / "sweep"
+    net = "{_target_:crashing_net.SegfaultAfter,calls:%d}"
+    crash = ["model=custom", f"model.net={net % 1},{net % 1000}"]
+    unit = ["objective=channel", "objective.layer=conv", "objective.unit=0", "steps=3", "snapshots=[0,3]"]
+    chosen = [] if launcher == "basic" else [f"launcher={launcher}"]
+    env = {"PYTHONPATH": str(Path(__file__).parent / "fixtures")}
+    proc = run_cli("-m", *chosen, *crash, *unit, *SMALL[:4], f"hydra.sweep.dir={sweep}", env=env)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the sweep ran to its end and says a job failed
+    assert "died of SIGSEGV" in proc.stderr and "Traceback" not in proc.stderr
+    summary = json.loads((sweep / "summary.json").read_text())
+    by_job = {int(j["job"]): j for j in summary["jobs"]}
+    assert by_job[0]["status"] == "failed" and "SIGSEGV" in by_job[0]["error"]
+    assert by_job[1]["status"] == "completed"
+    crashed = json.loads((sweep / "0" / "result.json").read_text())
+    assert crashed["status"] == "failed" and f"model.net={net % 1}" in crashed["overrides"]
+
+
+def test_a_refused_sweep_rerun_writes_nothing_into_the_old_folders(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    assert run_cli("-m", *SMALL, "objective.unit=1,2", f"hydra.sweep.dir={sweep}").returncode == 0
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    line = _one_line(run_cli("-m", *SMALL, "objective.unit=1,3", f"hydra.sweep.dir={sweep}"), "another config")
+    assert "objective.unit: 2 -> 3" in line
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before  # every job's .hydra/ too
+    again = run_cli("-m", *SMALL, "objective.unit=1,2", f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 0 and again.stderr.count("already holds this run") + again.stdout.count("already holds this run") == 2

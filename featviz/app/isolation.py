@@ -1,0 +1,162 @@
+"""Run a job in a child process, so a crash in native code fails that job and not the sweep.
+
+A segfault, an abort in a C++ kernel or the kernel's OOM killer ends the process it hits;
+in-process, that is the whole sweep under the basic launcher, and under joblib or submitit
+the launcher's wait for results (its pool breaks, or ``job.results()`` raises), so the
+later jobs and ``summary.json`` never happen. With ``isolate`` on, the job's render runs in
+a child and this process only waits: a child that dies of a signal is recorded in the run's
+``result.json`` as ``failed`` (what it wrote before, snapshots and checkpoint, is kept) and
+reported as one :class:`JobCrashed` line, which the entry point treats like any failed job.
+
+Children come from a fork server that has imported torch but never run a kernel: forking
+the job process itself after torch's thread pool has run hangs the child (OpenMP is not
+fork-safe), and a fresh interpreter per job would pay the imports again. SIGTERM/SIGINT
+sent to this process are passed on, so the child checkpoints as it would in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from featviz.errors import FeatvizError, Preempted
+from featviz.images import save_json
+from featviz.rundir import RESULT_NAME, read_json
+
+log = logging.getLogger("featviz")
+
+#: Imported by the fork server once, so each child starts with them loaded.
+PRELOAD = ["torch", "featviz.app.job"]
+FORWARDED = (signal.SIGTERM, signal.SIGINT)
+
+
+class JobCrashed(FeatvizError):
+    """The job's child process died of a signal (a crash in native code, or a kill)."""
+
+
+def _log_files() -> list[str]:
+    return [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+
+
+def _child(send: Connection, target: Callable[..., Any], args: tuple[Any, ...], log_files: list[str]) -> None:
+    """The child's body: log where the parent logs, run ``target``, send back how it ended."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    for path in log_files:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    try:
+        outcome: tuple[str, Any] = ("ok", target(*args))
+    except (FeatvizError, Preempted) as exc:
+        outcome = ("raised", exc)
+    except BaseException as exc:  # noqa: BLE001 - anything else is reported by type and message
+        outcome = ("error", (type(exc).__name__, str(exc), traceback.format_exc(limit=8)))
+    send.send(outcome)
+    send.close()
+
+
+@contextmanager
+def _forwarding(process: multiprocessing.process.BaseProcess) -> Iterator[None]:
+    """While the child runs, a stop signal to this process is passed on to it instead."""
+
+    def forward(signum: int, _frame: object) -> None:
+        if process.pid is not None:
+            os.kill(process.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _standard_start_method() -> Iterator[None]:
+    """Name a standard start method while a child starts.
+
+    The child is told the parent's default start method and sets it; inside a joblib (loky)
+    worker that is ``loky``, which a fork-server child does not know, so it would die at once.
+    """
+    current = multiprocessing.get_start_method(allow_none=True)
+    if current is None or current in multiprocessing.get_all_start_methods():
+        yield
+        return
+    multiprocessing.set_start_method("forkserver", force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(current, force=True)
+
+
+def _last_step(out_dir: Path) -> int:
+    """The last step ``metrics.jsonl`` recorded (0 when none): how far the dead run got."""
+    path = out_dir / "metrics.jsonl"
+    last = 0
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                last = int(json.loads(line)["step"])
+            except (ValueError, KeyError, TypeError):  # the line the crash cut short
+                continue
+    return last
+
+
+def mark_crashed(out_dir: Path, reason: str, record: dict[str, Any]) -> None:
+    """Record a run whose process died in ``result.json``.
+
+    ``record`` holds what the job would have written itself (overrides, config); a result the
+    child already wrote (e.g. its own failure) is kept, only its status and error change.
+    """
+    path = out_dir / RESULT_NAME
+    result = read_json(path) or {"final": {}, "steps_done": _last_step(out_dir), **record}
+    if result.get("status") == "completed":
+        return
+    result.update(status="failed", error={"type": "JobCrashed", "message": reason, "traceback": ""})
+    save_json(result, path)
+
+
+def run_isolated(target: Callable[..., Any], args: tuple[Any, ...], out_dir: Path, record: dict[str, Any]) -> Any:
+    """``target(*args)`` in a child process; its return value, or its exception, here.
+
+    ``target`` must be a module-level function and ``args`` picklable. A child killed by a
+    signal raises :class:`JobCrashed` after ``result.json`` says so (with ``record``'s keys).
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child, args=(send, target, args, _log_files()), name="featviz-job")
+    with _forwarding(process):
+        with _standard_start_method():
+            process.start()
+        send.close()
+        try:
+            outcome = receive.recv()
+        except EOFError:  # the child died without a word
+            outcome = None
+        process.join()
+    if outcome is None:
+        code = process.exitcode or 0
+        what = f"died of {signal.Signals(-code).name}" if code < 0 else f"exited with code {code} before reporting"
+        reason = f"the job's process {what} (a crash in native code, or a kill); what it saved is kept in {out_dir}"
+        mark_crashed(out_dir, reason, record)
+        raise JobCrashed(reason)
+    kind, value = outcome
+    if kind == "ok":
+        return value
+    if kind == "raised":
+        raise value
+    name, message, trace = value
+    log.error("job failed in its child process:\n%s", trace)
+    raise RuntimeError(f"{name}: {message}")
