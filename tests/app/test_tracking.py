@@ -25,9 +25,8 @@ from featviz.params.fourier import FFTImage
 from featviz.callbacks import Callback, RenderContext, StepRecord
 from featviz.render import render
 from featviz.app.tracking import build_logger
-from featviz.app.tracking.session import sweep_group
+from featviz.app.tracking.session import run_name, sweep_group
 from featviz.app.tracking.sweep_table import TABLE_KEY, collect_jobs
-from featviz.app.tracking.wandb_logger import run_name
 from featviz.transforms import build_transforms
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,7 +108,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
         "steps=6",
         "objective.layer=blocks.2",
         "snapshots=[0,3,6]",
-        "logger.activation_every=2",
+        "activation_every=2",
         "tags=[tracking-test]",
         "progress=false",
         "metrics.views=0",  # the final-image metrics cost more than the render here; their cheap ones stay
@@ -120,7 +119,9 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     proc = subprocess.run([sys.executable, "-c", DRIVER, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NETWORK-ATTEMPT" not in proc.stderr, proc.stderr[-3000:]
-    assert "wandb sync" in proc.stderr + proc.stdout  # the user is told how to upload later
+    output = proc.stderr + proc.stdout
+    assert output.count("wandb sync") == 1  # one line for the whole sweep, not one per job
+    assert f"wandb sync {sweep_dir}/*/wandb/offline-run-* {sweep_dir}/wandb/offline-run-*" in output
     return Sweep(sweep_dir, {job: ReadRun.of(sweep_dir / job) for job in ("0", "1")}, ReadRun.of(sweep_dir))
 
 
@@ -153,6 +154,8 @@ def test_images_at_exactly_the_snapshot_steps_with_files(sweep: Sweep) -> None:
         assert (run.dir / "files" / row[f"{key}.path"]).is_file()
     metric_defs = run.of_type("metric")
     assert {m.get("glob_name"): m.get("step_metric") for m in metric_defs if m.get("glob_name")} == {"opt/*": "opt/step", "images/*": "opt/step"}
+    peaks = {m["name"]: m for m in metric_defs if m.get("name") in ("opt/objective", "opt/activation")}
+    assert {k: (m["step_metric"], m["summary"]) for k, m in peaks.items()} == {k: ("opt/step", {"max": True}) for k in ("opt/objective", "opt/activation")}
 
 
 def test_run_identity_config_and_summary(sweep: Sweep) -> None:
@@ -163,8 +166,7 @@ def test_run_identity_config_and_summary(sweep: Sweep) -> None:
         result = json.loads((sweep.dir / job / "result.json").read_text())
         assert run["job_type"] == "channel"
         assert run["tags"] == ["tracking-test"]
-        assert f"regularizer.tv={'0' if job == '0' else '0.5'}" in run["display_name"]
-        assert "logger=" not in run["display_name"]
+        assert run["display_name"] == f"tv={'0' if job == '0' else '0.5'}"  # only the swept key, shortened
         state = read.state
         assert (state["state"], state["exit_code"]) == ("finished", 0)
         assert state["config"]["overrides"] == result["overrides"]
@@ -174,6 +176,9 @@ def test_run_identity_config_and_summary(sweep: Sweep) -> None:
         for key, value in result["final"].items():  # including what other features add to result.final
             assert summary[f"final/{key}"] == pytest.approx(value, nan_ok=True)
         assert summary["status"] == "completed"
+        curve = [r for r in read.history if "opt/objective" in r]
+        assert summary["opt/objective"] == {"max": pytest.approx(max(r["opt/objective"] for r in curve))}
+        assert summary["opt/activation"] == {"max": pytest.approx(max(r["opt/activation"] for r in read.history if "opt/activation" in r))}
     assert groups == {sweep_group(sweep.dir)}
 
 
@@ -184,7 +189,8 @@ def test_sweep_table_has_one_row_per_job(sweep: Sweep) -> None:
     assert [h[f"{TABLE_KEY}.nrows"] for h in read.history] == [2]
     (artifact,) = read.of_type("artifact")
     files = {entry["path"]: Path(entry["local_path"]) for entry in artifact["manifest"]["contents"]}
-    assert all(path.is_relative_to(sweep.dir) and path.is_file() for path in files.values())  # staged with the sweep
+    assert all(path.is_relative_to(read.dir) and path.is_file() for path in files.values())  # staged in the run `wandb sync` uploads
+    assert sum(p.endswith(".png") for p in files) == 2  # each job's final image
     table = json.loads(files[f"{TABLE_KEY}.table.json"].read_text())
     rows = [dict(zip(table["columns"], row)) for row in table["data"]]
     assert [r["job"] for r in rows] == ["0", "1"]
@@ -261,12 +267,33 @@ def test_failed_render_finishes_its_run_and_the_next_one_is_separate(lite0: Any,
     assert ok.state["exit_code"] == 0
 
 
+class Say(Callback):
+    """Prints one line at one step, as a warning printed mid-run would."""
+
+    def on_step(self, ctx: RenderContext, record: StepRecord) -> None:
+        if record.step == 2:
+            print(f"console line at step {record.step}", flush=True)
+
+
+def test_console_output_is_kept_in_the_run(lite0: Any, tmp_path: Path) -> None:
+    logger = build_logger({"kind": "wandb"}, CONFIG, tmp_path, [])
+    small_render(lite0, [logger, Say()])
+    read = ReadRun.of(tmp_path)
+    lines = [r["line"] for r in read.of_type("output_raw")]
+    assert any("console line at step 2" in line for line in lines), lines
+    assert "console line at step 2" in (read.dir / "files" / "output.log").read_text()
+
+
 # --- small pure pieces ------------------------------------------------------------------------
 
 
-def test_run_name_leaves_out_logger_overrides() -> None:
-    assert run_name(["regularizer.tv=0.5", "logger.mode=online", "+logger.x=1", "steps=6"]) == "regularizer.tv=0.5,steps=6"
+def test_run_name_is_the_swept_keys_shortened() -> None:
+    assert run_name(["regularizer.tv=0.5", "logger.mode=online", "+logger.x=1", "steps=6"]) == "tv=0.5,steps=6"
     assert run_name(["logger=wandb"]) == "default"
+    swept = ["experiment/family", "spectrum.level", "seed"]
+    assert run_name(["+experiment=spectrum", "experiment/family=tv", "spectrum.level=weak", "seed=1", "steps=6"], swept) == "family=tv,level=weak,seed=1"
+    assert run_name(["a.unit=1", "b.unit=2"], ["a.unit", "b.unit"]) == "a.unit=1,b.unit=2"  # clashing short names stay long
+    assert len(run_name([f"k{i}=value" for i in range(30)])) == 64
 
 
 def test_bad_logger_config_names_the_fix(tmp_path: Path) -> None:

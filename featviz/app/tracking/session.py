@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 MODES = ("offline", "online", "disabled")
 GROUP_MAX = 128  # W&B's limit on group names
+NAME_MAX = 64  # a run name longer than this is cut: the dashboard shows about that much
 DEFAULT_PROJECT = "featviz"
 ONLINE_TIMEOUT_S = 15  # seconds logger.mode=online waits for the W&B server before going offline
 
@@ -42,10 +43,60 @@ def sweep_group(sweep_dir: str | Path) -> str:
 
     The folder is unique per sweep (Hydra stamps it with the start time) and it is what a
     user finds on disk, so the dashboard and the file tree name the sweep the same way.
-    Long paths keep their tail, the part that tells sweeps apart.
+    Long paths keep their tail, the part that tells sweeps apart. The path is written
+    relative to the working folder when it lies inside it, so a job that found its sweep
+    folder as an absolute path (in a child process) names the group as the sweep does.
     """
-    text = str(sweep_dir).rstrip("/") or "/"
+    path = Path(sweep_dir).absolute()
+    text = str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
     return text[-GROUP_MAX:]
+
+
+def swept_keys(sweep_dir: str | Path) -> list[str]:
+    """The keys a multirun sweeps over: its command line's sweep overrides and ``hydra.sweeper.params``.
+
+    Read from the ``multirun.yaml`` Hydra's sweeper writes into the sweep folder before it
+    launches a job, so every job (any launcher, any process) sees the same list. Empty when
+    the file is missing or unreadable: names then fall back to the job's overrides.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    path = Path(sweep_dir) / "multirun.yaml"  # tracking.SWEEP_RECORD
+    try:
+        hydra_cfg = OmegaConf.load(path).hydra
+        task = [str(o) for o in hydra_cfg.overrides.task]
+        params = hydra_cfg.sweeper.get("params") or {}
+        parsed = OverridesParser.create().parse_overrides([*task, *(f"{k}={v}" for k, v in params.items())])
+    except Exception as exc:  # noqa: BLE001 - a name is a convenience; any unreadable file means "unknown"
+        log.debug("no sweep keys from %s: %s", path, exc)
+        return []
+    return list(dict.fromkeys(o.key_or_group for o in parsed if o.is_sweep_override()))
+
+
+def override_key(override: str) -> str:
+    """``+a.b=1`` / ``~a.b`` / ``a.b=1`` -> ``a.b``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def short_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Each key's last part (``regularizer.tv`` -> ``tv``, ``experiment/family`` -> ``family``), the full key where two would clash."""
+    last = {k: k.replace("/", ".").rsplit(".", 1)[-1] for k in keys}
+    return {k: s if list(last.values()).count(s) == 1 else k for k, s in last.items()}
+
+
+def run_name(overrides: Sequence[str], swept: Sequence[str] = (), limit: int = NAME_MAX) -> str:
+    """A short name that tells a run apart from the others of its sweep: ``tv=0.5,seed=1``.
+
+    In a sweep only the swept keys count (the values every job shares are noise in a list of
+    runs); a single run shows its overrides. ``logger.*`` and ``hydra.*`` overrides change
+    where results go, not the image, and are left out. The full overrides stay in the config.
+    """
+    pairs = [(override_key(o), o.partition("=")[2]) for o in overrides if "=" in o]
+    pairs = [(k, v) for k, v in pairs if k.split(".")[0] not in ("logger", "hydra") and (not swept or k in swept)]
+    short = short_keys([k for k, _ in pairs])
+    name = ",".join(f"{short[k]}={v}" for k, v in pairs) or "default"
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def run_tags(config: Mapping[str, Any], logger_cfg: Mapping[str, Any]) -> list[str]:
@@ -87,7 +138,9 @@ def start_run(
     wandb.setup(settings=wandb.Settings(mode=mode, silent=True))
     settings = wandb.Settings(
         silent=True,  # featviz prints its own one-line notice instead
-        console="off",  # keep the terminal and tqdm untouched; metrics are logged explicitly
+        # The run's terminal output (warnings, errors, the final line) is kept as its
+        # output.log; "wrap" tees sys.stdout/stderr writes, so the terminal and tqdm are unchanged.
+        console="wrap",
         reinit="create_new",
     )
     kwargs: dict[str, Any] = dict(
@@ -114,6 +167,13 @@ def start_run(
         log.warning("W&B server unreachable (%s); this run is logged offline, `wandb sync` uploads it later", first[:200])
         wandb.setup(settings=wandb.Settings(mode="offline", silent=True))
         return wandb.init(mode="offline", settings=settings, **kwargs)
+
+
+def sweep_sync_hint(sweep_dir: str | Path, with_table: bool) -> str:
+    """The one command that uploads every offline run of a sweep (its jobs and its table run)."""
+    root = Path(sweep_dir)
+    globs = [f"{root}/*/wandb/offline-run-*", *([f"{root}/wandb/offline-run-*"] if with_table else [])]
+    return f"W&B offline runs of this sweep saved under {root}; upload them all with `wandb sync {' '.join(globs)}`"
 
 
 def sync_hint(run: Run) -> str:

@@ -7,8 +7,9 @@ sweep folder, not from in-memory state, so it works for any launcher (jobs may h
 in other processes) and includes jobs that failed, marked as such.
 
 Registered in ``conf/config.yaml`` under ``hydra.callbacks``; it acts only when
-``logger.kind`` is ``wandb`` and ``logger.sweep_table`` is true. Like the per-job logger it
-never fails the command: the sweep's own results are already on disk.
+``logger.kind`` is ``wandb`` (the table only when ``logger.sweep_table`` is true), and it
+prints the sweep's one ``wandb sync`` line (the jobs keep quiet about theirs). Like the
+per-job logger it never fails the command: the sweep's own results are already on disk.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from featviz.app.tracking.session import run_tags, start_run, sweep_group, sync_hint
+from featviz.app.tracking.session import check_mode, run_tags, start_run, sweep_group, sweep_sync_hint, sync_hint
 from featviz.rundir import JobRecord, read_sweep
 
 log = logging.getLogger("featviz")
@@ -47,9 +48,11 @@ def metric_columns(jobs: list[JobRecord]) -> list[str]:
 def _data_dir(path: Path) -> Iterator[None]:
     """Point W&B's artifact staging into ``path`` while the table is logged.
 
-    A logged table becomes an artifact whose files W&B stages in a per-user folder until
-    they are uploaded; offline, that is at ``wandb sync`` time, maybe on another machine.
-    Staging inside the sweep folder keeps the table's images with the sweep they belong to.
+    A logged table becomes an artifact whose files (the table and every job's final image)
+    W&B stages in a per-user folder until they are uploaded; offline, that is at
+    ``wandb sync`` time, maybe on another machine. Staging inside the table run's own
+    folder keeps the images with the run that needs them: syncing that folder (as the
+    sweep's one ``wandb sync`` line does) uploads them.
     """
     old = os.environ.get("WANDB_DATA_DIR")
     os.environ["WANDB_DATA_DIR"] = str(path)
@@ -85,24 +88,24 @@ def log_sweep_table(logger_cfg: Mapping[str, Any], tags: list[str], sweep_dir: P
     if completed:
         best = max(completed, key=lambda j: j.final["objective"])
         summary.update({"sweep/best_objective": best.final["objective"], "sweep/best_job": best.job})
-    with _data_dir(sweep_dir / "wandb"):
-        run = start_run(
-            logger_cfg,
-            run_dir=sweep_dir,
-            name=SUMMARY_NAME,
-            group=str(logger_cfg.get("group") or sweep_group(sweep_dir)),
-            job_type=SUMMARY_NAME,
-            config={"sweep_dir": str(sweep_dir), "overrides": sweep_overrides, "jobs": len(jobs)},
-            tags=tags,
-        )
-        try:
+    run = start_run(
+        logger_cfg,
+        run_dir=sweep_dir,
+        name=SUMMARY_NAME,
+        group=str(logger_cfg.get("group") or sweep_group(sweep_dir)),
+        job_type=SUMMARY_NAME,
+        config={"sweep_dir": str(sweep_dir), "overrides": sweep_overrides, "jobs": len(jobs)},
+        tags=tags,
+    )
+    try:
+        with _data_dir(Path(run.settings.sync_dir)):
             run.log({TABLE_KEY: table})
-            run.summary.update(summary)
-        except BaseException:
-            run.finish(exit_code=1)
-            raise
-        run.finish(exit_code=0)
-    log.info(sync_hint(run))
+        run.summary.update(summary)
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish(exit_code=0)
+    log.debug(sync_hint(run))
 
 
 class WandbSweepTable(Callback):
@@ -111,12 +114,17 @@ class WandbSweepTable(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         logger_cfg = OmegaConf.to_container(config.get("logger") or OmegaConf.create(), resolve=True, enum_to_str=True)
         assert isinstance(logger_cfg, dict)
-        if logger_cfg.get("kind") != "wandb" or not logger_cfg.get("sweep_table", True):
+        if logger_cfg.get("kind") != "wandb":
             return
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        tags = run_tags({"tags": list(config.get("tags") or [])}, logger_cfg)
-        sweep_overrides = [str(o) for o in config.hydra.overrides.task]
-        try:
-            log_sweep_table(logger_cfg, tags, sweep_dir, sweep_overrides)
-        except Exception as exc:  # the jobs' results are on disk already; tracking must not fail the sweep
-            log.warning("W&B sweep table failed (%s: %s); each job's files and W&B run are unaffected", type(exc).__name__, exc)
+        with_table = bool(logger_cfg.get("sweep_table", True))
+        if with_table:
+            tags = run_tags({"tags": list(config.get("tags") or [])}, logger_cfg)
+            sweep_overrides = [str(o) for o in config.hydra.overrides.task]
+            try:
+                log_sweep_table(logger_cfg, tags, sweep_dir, sweep_overrides)
+            except Exception as exc:  # the jobs' results are on disk already; tracking must not fail the sweep
+                log.warning("W&B sweep table failed (%s: %s); each job's files and W&B run are unaffected", type(exc).__name__, exc)
+                with_table = False
+        if check_mode(logger_cfg) == "offline":
+            log.info(sweep_sync_hint(sweep_dir, with_table))  # one line for the sweep, not one per job

@@ -1,14 +1,15 @@
 """Logging one render to Weights & Biases, as one more render-loop callback.
 
-Per logged step the run gets the loss terms the loop recorded (``opt/objective``,
-``opt/loss``, ``opt/reg/<name>``, ``opt/lr`` and whatever later features add), and every
-``activation_every`` steps ``opt/activation``: the objective on the *untransformed* image,
-i.e. what the unit does for the picture the user will look at rather than for a jittered,
-rescaled copy. That costs one extra forward pass (about half a step on CPU), hence its
-own, sparser interval. All are plotted against ``opt/step`` (the loop's own step count,
-declared with ``define_metric``) so curves stay correct whatever else is logged. Images go
-to ``images/snapshot`` at the configured snapshot steps and ``images/final`` at the last
-step; the summary holds ``final/<metric>`` for every entry of ``result.final``.
+Per logged step the run gets the metrics the loop recorded (``opt/objective``,
+``opt/loss``, ``opt/reg/<name>``, ``opt/lr``, ``opt/activation`` where
+:class:`featviz.metrics.activation.ActivationProbe` took it, and whatever later features
+add), all plotted against ``opt/step`` (the loop's own step count, declared with
+``define_metric``) so curves stay correct whatever else is logged; the objective and the
+activation also keep their maximum in the summary (``summary="max"``), the number a sweep
+is compared by. Images go to ``images/snapshot`` at the configured snapshot steps and
+``images/final`` at the last step; the summary holds ``final/<metric>`` for every entry of
+``result.final``. The run is named by the keys its sweep varies
+(:func:`~featviz.app.tracking.session.run_name`), and its console output is kept.
 
 Tracking must never cost the user their render: every wandb call is guarded, the first
 failure is reported once and turns the logger off, and the run directory written by
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from featviz.app.tracking.session import check_mode, run_tags, start_run, sync_hint
+from featviz.app.tracking.session import check_mode, run_name, run_tags, start_run, sync_hint
 from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
 from featviz.errors import ConfigError, Preempted
 from featviz.images import atomic_write_bytes, to_uint8
@@ -37,24 +38,11 @@ log = logging.getLogger("featviz")
 T = TypeVar("T")
 
 STEP = "opt/step"
+PEAKS = ("opt/objective", "opt/activation")  # their summary is the maximum, not the last value
 FAILED_EXIT_CODE = 1
 # A rerun of the same folder (a resumed render) continues the W&B run whose id is kept here,
 # instead of starting a duplicate.
 RUN_ID_FILE = "wandb_run_id.txt"
-
-
-def override_key(override: str) -> str:
-    """``+a.b=1`` / ``~a.b`` / ``a.b=1`` -> ``a.b``."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def run_name(overrides: Sequence[str]) -> str:
-    """The job's overrides, which are what tells the runs of a sweep apart.
-
-    ``logger.*`` overrides are left out: they change where results go, not the image.
-    """
-    kept = [o for o in overrides if override_key(o).split(".")[0] != "logger"]
-    return ",".join(kept) or "default"
 
 
 def _positive_int(value: int, key: str) -> int:
@@ -71,8 +59,10 @@ class WandbLogger(Callback):
         logger_cfg: the ``logger`` config group (``conf/logger/wandb.yaml``).
         config: the resolved run config, stored as the W&B run config.
         out_dir: the run's output folder; W&B's files go to ``out_dir/wandb/``.
-        overrides: the job's command-line overrides (run name and config).
+        overrides: the job's command-line overrides (stored in the config; the swept ones name the run).
         group: the W&B group, normally the sweep's (``logger.group`` wins when set).
+        swept: the keys the job's sweep varies; empty for a single run.
+        in_sweep: the job belongs to a multirun, whose end prints one ``wandb sync`` line for all jobs.
     """
 
     def __init__(
@@ -82,15 +72,17 @@ class WandbLogger(Callback):
         out_dir: str | Path,
         overrides: Sequence[str] = (),
         group: str | None = None,
+        swept: Sequence[str] = (),
+        in_sweep: bool = False,
     ) -> None:
         self.logger_cfg = dict(logger_cfg)
         check_mode(self.logger_cfg)
         self.every = _positive_int(self.logger_cfg.get("log_every", 1), "logger.log_every")
-        self.activation_every = _positive_int(self.logger_cfg.get("activation_every", 8), "logger.activation_every")
         self.log_images = bool(self.logger_cfg.get("log_images", True))
         self.out_dir = Path(out_dir)
         self.run_config = {**config, "overrides": list(overrides), "out_dir": str(self.out_dir)}
-        self.name = str(self.logger_cfg.get("name") or run_name(overrides))
+        self.name = str(self.logger_cfg.get("name") or run_name(overrides, swept))
+        self.in_sweep = in_sweep
         self.group = self.logger_cfg.get("group") or group
         self.job_type = str((config.get("objective") or {}).get("kind", "render"))
         self.tags = run_tags(config, self.logger_cfg)
@@ -153,11 +145,13 @@ class WandbLogger(Callback):
             self._guard("saving the run id", atomic_write_bytes, id_file, lambda f: f.write(new_id))
         self._guard("define_metric", self._define_metrics, self.run)
         if self.run is not None:
-            log.info(sync_hint(self.run))
+            log.log(logging.DEBUG if self.in_sweep else logging.INFO, sync_hint(self.run))
 
     @staticmethod
     def _define_metrics(run: Run) -> None:
         run.define_metric(STEP)
+        for key in PEAKS:
+            run.define_metric(key, step_metric=STEP, summary="max")
         run.define_metric("opt/*", step_metric=STEP)
         run.define_metric("images/*", step_metric=STEP)
 
@@ -167,15 +161,10 @@ class WandbLogger(Callback):
         last = record.step == ctx.steps
         if not (record.step % self.every == 0 or record.snapshot or last):
             return
-        activation = None
-        if record.step % self.activation_every == 0 or record.snapshot or last:
-            activation = float(ctx.evaluate(record.images).mean())
-        self._guard("log", self._log_step, self.run, record, activation, last)
+        self._guard("log", self._log_step, self.run, record, last)
 
-    def _log_step(self, run: Run, record: StepRecord, activation: float | None, last: bool) -> None:
+    def _log_step(self, run: Run, record: StepRecord, last: bool) -> None:
         row: dict[str, Any] = {STEP: record.step, **{f"opt/{k}": v for k, v in record.metrics.items()}}
-        if activation is not None:
-            row["opt/activation"] = activation
         if self.log_images and record.snapshot:
             row["images/snapshot"] = self._images(record.images, record.per_image, f"step {record.step}")
         if self.log_images and last:

@@ -1,0 +1,168 @@
+"""The ``featviz report`` command: read the runs, write every report file, say where they are."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from featviz.app.report.grid import make_grid
+from featviz.app.report.html import Links, Page, render_page
+from featviz.app.report.plots import overlay, small_multiples
+from featviz.app.report.runs import SWEEP_KEY, filter_runs, load_sweeps, read_curves, varying_keys, wandb_dir
+from featviz.app.report.tables import Row, all_metrics, default_columns, fmt, make_rows, metric_name, sort_rows, to_csv, to_latex, to_markdown
+from featviz.app.tracking.session import short_keys
+from featviz.errors import ConfigError
+from featviz.images import atomic_write_bytes
+from featviz.rundir import JobRecord
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description="Turn finished sweeps (or one run) into report.html, a comparison grid, curves and metrics tables.")
+    ap.add_argument("sweep_dirs", type=Path, nargs="+", metavar="SWEEP", help="a multirun dir (outputs/multirun/<date>/<time>) or one run folder; several: one page comparing them")
+    ap.add_argument("--out", type=Path, default=None, help="where to write the report (default SWEEP/report; several sweeps: FIRST/report/compare)")
+    ap.add_argument("--sort", metavar="METRIC", default=None, help="sort rows by this metric (final/METRIC works too) or override key, ascending")
+    ap.add_argument("--desc", action="store_true", help="sort descending")
+    ap.add_argument("--columns", default=None, help="comma-separated metrics for the tables (default: the usual ones present)")
+    ap.add_argument("--mean-over", default=None, help="comma-separated override keys to average over, e.g. seed")
+    ap.add_argument("--where", action="append", default=[], metavar="KEY=VALUE", help="keep only matching runs (repeatable)")
+    ap.add_argument("--steps", default=None, help="comma-separated snapshot steps for the grid columns (default: all)")
+    ap.add_argument("--tile", type=int, default=96, help="grid tile size in pixels")
+    ap.add_argument("--no-grid", action="store_true", help="no snapshot grid")
+    return ap
+
+
+def _label(run: JobRecord, keys: Sequence[str]) -> str:
+    """``tv=0.5,seed=1`` from the keys that vary, ``job 3`` when none do."""
+    short = short_keys(keys)
+    return ",".join(f"{short[k]}={run.settings.get(k, '')}" for k in keys) or f"job {run.job}"
+
+
+def _rel(path: Path, out: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), out.resolve())).as_posix()
+
+
+def _grids(sweeps: dict[str, list[JobRecord]], ordered: list[JobRecord], args: argparse.Namespace, out: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """One grid per sweep, rows in table order, labelled by the keys that vary inside that sweep."""
+    if args.tile < 8:
+        raise ConfigError(f"--tile {args.tile} is too small; use 8 or more pixels")
+    written, shown = {}, []
+    for i, (label, members) in enumerate(sweeps.items()):
+        jobs = {r.job for r in members}
+        runs = [r for r in ordered if r.job in jobs]
+        if not runs:
+            continue
+        keys = [k for k in varying_keys(runs) if k != SWEEP_KEY]
+        steps = [int(s) for s in _split(args.steps)] or sorted({s for r in runs for s in r.snapshots})
+        labels = []
+        for r in runs:
+            lines = [f"{k}={r.settings.get(k, '')}" for k in keys] or [f"job {r.job}"]
+            if args.sort in r.metrics:
+                lines.append(f"{args.sort}={fmt(r.metrics[args.sort])}")
+            labels.append(lines)
+        grid = make_grid(runs, labels, steps, args.tile)
+        name = "grid.png" if len(sweeps) == 1 else f"grid_{i}.png"
+        written["grid" if len(sweeps) == 1 else f"grid {label}"] = atomic_write_bytes(out / name, lambda f: grid.save(f, format="PNG", optimize=True))
+        shown.append((f"{label}: rows = runs, columns = snapshot steps", name))
+    return written, shown
+
+
+def _curves(sweeps: dict[str, list[JobRecord]], ordered: list[JobRecord], out: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """The overlaid curves (one column per sweep) and one small panel per run."""
+    groups = {}
+    for label, members in sweeps.items():
+        jobs = {r.job for r in members}
+        runs = [r for r in ordered if r.job in jobs]
+        keys = [k for k in varying_keys(runs) if k != SWEEP_KEY]
+        groups[label] = [(_label(r, keys), read_curves(r.folder)) for r in runs]
+    written, shown = {}, []
+    if (path := overlay(groups, out / "curves.png")) is not None:
+        written["curves"] = path
+        shown.append(("every run overlaid" + (", one column per sweep" if len(groups) > 1 else ""), path.name))
+    per_run = [(f"{label} {name}" if len(groups) > 1 else name, curves) for label, runs in groups.items() for name, curves in runs]
+    if (path := small_multiples(per_run, out / "curves_runs.png")) is not None:
+        written["curves_runs"] = path
+        shown.append(("one panel per run", path.name))
+    return written, shown
+
+
+def _links(rows: Sequence[Row], runs: Sequence[JobRecord], out: Path) -> dict[tuple[str, ...], Links]:
+    by_job = {r.job: r for r in runs}
+    links = {}
+    for row in rows:
+        items = []
+        for job in row.jobs:
+            run = by_job[job]
+            tracked = wandb_dir(run)
+            items.append((job, _rel(run.folder, out), _rel(tracked, out) if tracked else None))
+        links[tuple(row.jobs)] = Links(items)
+    return links
+
+
+def _sweep_line(path: Path, runs: Sequence[JobRecord]) -> str:
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return f"{path}: {len(runs)} run{'s' * (len(runs) != 1)} (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"
+
+
+def report(args: argparse.Namespace) -> dict[str, Path]:
+    """Write the report files; returns their paths by kind."""
+    sweeps = load_sweeps(args.sweep_dirs)
+    runs = filter_runs([r for members in sweeps.values() for r in members], args.where)
+    keys = varying_keys(runs)
+    known = {k for r in runs for k in r.settings}
+    mean_over = _split(args.mean_over)
+    unknown = [k for k in mean_over if k not in known]
+    if unknown:
+        raise ConfigError(f"--mean-over {unknown} not an override of this sweep; use some of {sorted(known)}")
+    rows = make_rows(runs, keys, mean_over)
+    metrics = all_metrics(rows)
+    if args.sort is not None:
+        args.sort = metric_name(args.sort, metrics)
+        if args.sort not in metrics and args.sort not in keys:
+            raise ConfigError(f"--sort {args.sort!r} is not a metric of this sweep; use one of {sorted(metrics)}")
+    rows = sort_rows(rows, args.sort, args.desc)
+    columns = [metric_name(c, metrics) for c in _split(args.columns)] or default_columns(metrics)
+    missing = [c for c in columns if c not in metrics]
+    if missing:
+        raise ConfigError(f"--columns {missing} not metrics of this sweep; use some of {sorted(metrics)}")
+    label_keys = [k for k in keys if k not in mean_over]
+
+    out = args.out or (args.sweep_dirs[0] / "report" if len(args.sweep_dirs) == 1 else args.sweep_dirs[0] / "report" / "compare")
+    written = {
+        "csv": atomic_write_bytes(out / "metrics.csv", lambda f: f.write(to_csv(rows, label_keys).encode())),
+        "md": atomic_write_bytes(out / "metrics.md", lambda f: f.write(to_markdown(rows, label_keys, columns).encode())),
+        "tex": atomic_write_bytes(out / "metrics.tex", lambda f: f.write(to_latex(rows, label_keys, columns).encode())),
+    }
+    ordered = [r for row in rows for r in runs if r.job in row.jobs]
+    grids: list[tuple[str, str]] = []
+    if not args.no_grid:
+        grid_files, grids = _grids(sweeps, ordered, args, out)
+        written.update(grid_files)
+    curve_files, curves = _curves(sweeps, ordered, out)
+    written.update(curve_files)
+    labels = list(sweeps)
+    page = Page(
+        title=f"featviz report: {' vs '.join(labels)}",
+        sweeps=[_sweep_line(d, members) for d, members in zip(args.sweep_dirs, sweeps.values())],
+        grids=grids,
+        rows=rows,
+        label_keys=label_keys,
+        columns=columns,
+        links=_links(rows, runs, out),
+        curves=curves,
+    )
+    written["html"] = atomic_write_bytes(out / "report.html", lambda f: f.write(render_page(page).encode()))
+    return written
+
+
+def run(args: argparse.Namespace) -> str:
+    """Write the report; returns the Markdown table and the paths written."""
+    written = report(args)
+    return written["md"].read_text().rstrip("\n") + "\n" + "\n".join(f"{kind}: {path}" for kind, path in written.items())

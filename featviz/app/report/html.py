@@ -1,0 +1,117 @@
+"""``report.html``: the grid, the sortable table and the curves on one self-contained page.
+
+Self-contained means: every image is a file in the report folder, referenced by a relative
+path, with no script or style from elsewhere; so the page works from a ``file://`` URL, on a
+machine without network, and after the report folder is copied. Links to the runs' folders
+and W&B run folders are relative too (they resolve while the report sits in its sweep).
+Sorting is a few lines of inline JavaScript; without it the table is in ``--sort`` order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from html import escape
+
+from featviz.app.report.tables import Row, cell, header
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+.meta { color: #555; } figure { margin: 0 1.5em 1em 0; display: inline-block; vertical-align: top; }
+figcaption { font-size: 0.85em; color: #555; } img { max-width: 100%; }
+table { border-collapse: collapse; font-size: 0.85em; } th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #eee; }
+th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.failed td { background: #fde8e8; } .err { color: #a00; font-size: 0.9em; }
+"""
+
+# Click a header: sort by it (numbers by value, text naturally), click again: reverse. Empty cells go last.
+SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], up = th.dataset.dir !== "asc";
+  th.closest("tr").querySelectorAll("th").forEach(h => delete h.dataset.dir); th.dataset.dir = up ? "asc" : "desc";
+  const key = tr => tr.cells[col].dataset.v ?? tr.cells[col].textContent;
+  const rows = [...body.rows].sort((a, b) => {
+    const x = key(a), y = key(b); if (x === "") return 1; if (y === "") return -1;
+    const d = (isNaN(x) || isNaN(y)) ? x.localeCompare(y, undefined, {numeric: true}) : x - y;
+    return up ? d : -d;
+  });
+  rows.forEach(r => body.appendChild(r));
+}));
+"""
+
+
+@dataclass
+class Links:
+    """Relative links of one row's runs: ``(job, run folder, W&B run folder or None)``."""
+
+    runs: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+    def html(self) -> str:
+        parts = []
+        for job, folder, wandb in self.runs:
+            parts.append(f'<a href="{escape(folder)}/">{escape(job)}</a>' + (f' (<a href="{escape(wandb)}/">W&amp;B</a>)' if wandb else ""))
+        return ", ".join(parts)
+
+
+@dataclass
+class Page:
+    """What the page shows; images are file names inside the report folder."""
+
+    title: str
+    sweeps: list[str]  # one line per sweep: its folder and its counts
+    grids: list[tuple[str, str]]  # (caption, image)
+    rows: Sequence[Row]
+    label_keys: Sequence[str]
+    columns: Sequence[str]
+    links: Mapping[tuple[str, ...], Links]  # by the row's jobs
+    curves: list[tuple[str, str]]  # (caption, image)
+
+
+def _table(page: Page) -> str:
+    head, show_n, show_status = header(page.label_keys, page.columns, page.rows)
+    show_error = any(r.error for r in page.rows)
+    head = [*head, *(["error"] if show_error else []), "runs"]
+    lines = ['<table class="sortable">', "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead>", "<tbody>"]
+    for r in page.rows:
+        cells = [f"<td>{escape(r.labels.get(k, ''))}</td>" for k in page.label_keys]
+        cells += [f"<td>{escape(r.status)}</td>"] * show_status + [f'<td class="num" data-v="{r.n}">{r.n}</td>'] * show_n
+        for c in page.columns:
+            value = r.values.get(c)
+            cells.append(f'<td class="num" data-v="{"" if value is None else repr(value)}">{escape(cell(r, c, "±"))}</td>')
+        if show_error:
+            cells.append(f'<td class="err">{escape(r.error)}</td>')
+        cells.append(f"<td>{page.links.get(tuple(r.jobs), Links()).html()}</td>")
+        lines.append(f'<tr{" class=failed" if r.status != "completed" else ""}>' + "".join(cells) + "</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines)
+
+
+def _figures(items: Sequence[tuple[str, str]]) -> str:
+    return "\n".join(f'<figure><img src="{escape(src)}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>' for caption, src in items)
+
+
+def render_page(page: Page) -> str:
+    """The whole page as one HTML string."""
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(page.title)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{escape(page.title)}</h1>",
+        *(f'<p class="meta">{escape(line)}</p>' for line in page.sweeps),
+        '<p><a href="#snapshots">snapshots</a> · <a href="#metrics">metrics</a> · <a href="#curves">curves</a> · '
+        '<a href="metrics.csv">metrics.csv</a> · <a href="metrics.md">metrics.md</a> · <a href="metrics.tex">metrics.tex</a></p>',
+        '<h2 id="snapshots">Snapshots</h2>',
+        _figures(page.grids) if page.grids else "<p>No grid (--no-grid).</p>",
+        '<h2 id="metrics">Metrics</h2>',
+        "<p>Final metrics of each run (mean ± std where runs are averaged); click a header to sort.</p>",
+        _table(page),
+        '<h2 id="curves">Curves</h2>',
+        "<p><code>objective</code>: what the optimizer maximizes, on a transformed image; "
+        "<code>activation</code>: the same objective on the untransformed image, every <code>activation_every</code> steps.</p>",
+        _figures(page.curves) if page.curves else "<p>No run recorded a metrics.jsonl.</p>",
+        f"<script>{SCRIPT}</script>",
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"

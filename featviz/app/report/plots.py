@@ -1,0 +1,91 @@
+"""The report's curves: each run's ``metrics.jsonl`` over steps, drawn with matplotlib.
+
+Two figures: every run of a sweep overlaid (one panel per curve, one column per sweep,
+shared y-axes so sweeps compare at a glance), and small multiples (one panel per run, its
+curves together) for when forty lines on one panel say nothing. The curves are the
+``objective`` the loop optimizes (on a transformed image) and the ``activation``, the same
+objective on the untransformed image (:mod:`featviz.metrics.activation`); the gap between
+them is how much of the score the transformations do not keep.
+
+matplotlib's object API (``Figure``, no pyplot) draws off-screen with no global state and
+no display; PNG metadata is left out so the same curves give the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from featviz.images import atomic_write_bytes
+
+Curves = Mapping[str, Sequence[tuple[int, float]]]  # metric -> (step, value) points
+CURVES = ("objective", "activation")  # what is plotted, in this order
+LEGEND_MAX = 16  # more runs than this on one panel: no legend (the small multiples name them)
+DPI = 80
+
+
+def _figure(width: float, height: float):  # -> matplotlib.figure.Figure
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _save(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+    return atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
+
+
+def plotted(runs: Sequence[tuple[str, Curves]]) -> list[str]:
+    """The curves of :data:`CURVES` that at least one run recorded."""
+    return [c for c in CURVES if any(curves.get(c) for _, curves in runs)]
+
+
+def overlay(groups: Mapping[str, Sequence[tuple[str, Curves]]], path: Path) -> Path | None:
+    """Every run's curves overlaid: rows = curves, columns = sweeps (``groups``); None when nothing was recorded."""
+    names = plotted([run for runs in groups.values() for run in runs])
+    if not names:
+        return None
+    fig = _figure(4.8 * len(groups), 2.6 * len(names))
+    axes = fig.subplots(len(names), len(groups), squeeze=False, sharex="col", sharey="row")
+    for j, (group, runs) in enumerate(groups.items()):
+        for i, name in enumerate(names):
+            ax = axes[i][j]
+            for label, curves in runs:
+                points = curves.get(name) or []
+                if points:
+                    steps, values = zip(*points)
+                    ax.plot(steps, values, label=label, linewidth=1.2, marker="." if len(points) < 40 else None)
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+            if i == 0 and len(groups) > 1:
+                ax.set_title(group, fontsize=9)
+            if i == len(names) - 1:
+                ax.set_xlabel("step")
+        if len(runs) <= LEGEND_MAX:
+            axes[0][j].legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def small_multiples(runs: Sequence[tuple[str, Curves]], path: Path, columns: int = 6) -> Path | None:
+    """One small panel per run with its curves; None when nothing was recorded."""
+    names = plotted(runs)
+    if not names:
+        return None
+    cols = min(columns, len(runs))
+    rows = -(-len(runs) // cols)
+    fig = _figure(2.6 * cols, 2.0 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    for k, ax in enumerate(ax for row in axes for ax in row):
+        if k >= len(runs):
+            ax.set_axis_off()
+            continue
+        label, curves = runs[k]
+        for name in names:
+            points = curves.get(name) or []
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, label=name, linewidth=1.0, marker="." if len(points) < 40 else None)
+        ax.set_title(label, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6, loc="best")
+    return _save(fig, path)
