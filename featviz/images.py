@@ -18,9 +18,15 @@ from PIL import Image
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """``[3, H, W]`` in [0, 1] -> ``[H, W, 3]`` uint8 (rounded, clipped)."""
+    """``[C, H, W]`` in [0, 1] -> ``[H, W, C]`` uint8 (rounded, clipped); ``[H, W]`` for one channel.
+
+    Images of a network with other input channels are shown by their first channel (2) or
+    their first three (5 and more, multispectral), as a false-colour picture.
+    """
     arr = image.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8)
-    return arr.permute(1, 2, 0).numpy()
+    if arr.shape[0] < 3:
+        return arr[0].numpy()
+    return arr[: 4 if arr.shape[0] == 4 else 3].permute(1, 2, 0).numpy()
 
 
 def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> torch.Tensor:

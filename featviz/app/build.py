@@ -9,6 +9,7 @@ line. Library constructors take typed arguments; only this module reads config k
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,7 +32,7 @@ from featviz.models.speedups.options import PerfOptions
 from featviz.objectives import build_objective
 from featviz.objectives.base import Objective
 from featviz.objectives.batch import DIVERSITY_KINDS, Alignment
-from featviz.params import build_param
+from featviz.params import PARAMS, build_param
 from featviz.params.base import ImageParam
 from featviz.regularizers.frequency import build_regularizers
 from featviz.regularizers.preconditioners import build_preconditioners
@@ -129,13 +130,24 @@ def instantiate_module(spec: Any, key: str) -> nn.Module:
 def model_from_config(cfg: Mapping[str, Any], device: str | torch.device = "cpu") -> FeatureModel:
     """The ``model`` group: a registry network, or ``net._target_`` for any module."""
     cfg = _typed(schemas.ModelConfig, cfg, "model")
+    if cfg["name"] == "custom" and cfg["net"] is None:
+        raise ConfigError("model=custom needs its module: model.net='{_target_: my_lab.nets.MyNet, ...its arguments}' (docs/models.md)")
     net = instantiate_module(cfg["net"], "model.net") if cfg["net"] is not None else None
-    return build_model(name=cfg["name"], weights=cfg["weights"], input_size=cfg["input_size"], net=net, device=device)
+    sizes = {"input_size": cfg["input_size"], "in_channels": cfg["in_channels"], "mean": cfg["mean"], "std": cfg["std"]}
+    return build_model(name=cfg["name"], weights=cfg["weights"], net=net, device=device, **sizes)
 
 
-def param_from_config(cfg: Mapping[str, Any], batch: int, generator: torch.Generator) -> ImageParam:
-    """The ``param`` group, less the pixel preconditioners (:func:`preconditioners_from_config`)."""
+def param_from_config(cfg: Mapping[str, Any], batch: int, generator: torch.Generator, channels: int = 3) -> ImageParam:
+    """The ``param`` group, less the pixel preconditioners (:func:`preconditioners_from_config`).
+
+    ``channels``: the model's input channels; a kind that cannot draw them is refused.
+    """
     options = {k: v for k, v in cfg.items() if k not in ("kind", "grad_blur_sigma", "grad_normalize")}
+    if channels != 3:
+        if "channels" not in inspect.signature(PARAMS[cfg["kind"]]).parameters:
+            takes = ", ".join(k for k, c in PARAMS.items() if "channels" in inspect.signature(c).parameters)
+            raise ConfigError(f"param={cfg['kind']} draws RGB images but the model takes {channels} channel(s); use param={takes}")
+        options["channels"] = channels
     if cfg["kind"] == "generator":
         if options["checkpoint"] in (None, "???"):
             raise ConfigError("param.checkpoint is required with param=generator; point it at the generator's trained weights")
@@ -228,19 +240,35 @@ def build_metrics_callback(cfg: Mapping[str, Any], device: str | torch.device = 
     callback = MetricsCallback(
         views=cfg["views"], view_seed=cfg["view_seed"], view_transform=views, hf_cutoff=cfg["hf_cutoff"], progress_fraction=cfg["progress_fraction"]
     )
-    # The eval model last: the cheap checks above fail before a network is loaded.
     name = cfg["eval_model"]
     if name not in (None, "", "none", "null"):
-        try:
-            callback.eval_model = build_model(name, weights=cfg["eval_weights"], device=device)
-        except WeightsError as exc:
-            log.warning(
-                "metrics.eval_model=%s is unavailable, so transfer/* is left out (robust/* remains): %s "
-                "[for the eval model, the weights path goes in metrics.eval_weights; metrics.eval_model=null skips it]",
-                name,
-                exc,
-            )
+        check_model_name(name, "metrics.eval_model")  # now; the network itself only when a metric needs it
+        callback.eval_model = lambda: _eval_model(name, cfg["eval_weights"], device)
+    if cfg["reference"] not in (None, ""):
+        callback.reference = ReferenceScorer(
+            ReferenceSet.from_folder(cfg["reference"]),
+            knn=cfg["knn"],
+            quantile=cfg["exemplar_quantile"],
+            path_layers=cfg["path_layers"],
+            path_threshold=cfg["path_threshold"],
+        )
+        if name in (None, "", "none", "null"):
+            log.warning("metrics.reference is set but metrics.eval_model is null: plausibility/*, path/*, mis/* are left out")
     return callback
+
+
+def _eval_model(name: str, weights: str | None, device: str | torch.device) -> FeatureModel | None:
+    """The eval network, or None with one warning when its weights are missing (no transfer/*)."""
+    try:
+        return build_model(name, weights=weights, device=device)
+    except WeightsError as exc:
+        log.warning(
+            "metrics.eval_model=%s is unavailable, so transfer/* and the reference scores are left out (robust/* remains): %s "
+            "[for the eval model, the weights path goes in metrics.eval_weights; metrics.eval_model=null skips it]",
+            name,
+            exc,
+        )
+        return None
 
 
 def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunParts:
@@ -259,7 +287,7 @@ def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunP
     model = model_from_config(cfg["model"], device) if model is None else model.to(device)
     objective = build_objective(**cfg["objective"])
     pcfg = cfg["param"]
-    param = param_from_config(pcfg, batch, generator)
+    param = param_from_config(pcfg, batch, generator, model.in_channels)
     perf = perf_from_config(cfg["perf"])
     transforms = transforms_from_config(cfg["transforms"], model, perf.fuse_geometry)
     rcfg = cfg["regularizer"]

@@ -62,11 +62,11 @@ class Layout:
             return (shape[1], *token_grid(shape[0] - self.prefix))
         return (shape[0], shape[1], math.prod(shape[2:]))
 
-    def describe(self, shape: tuple[int, ...]) -> str:
-        """``nchw``, ``nhwc``, ``vector`` or ``tokens 1+14x14`` (prefix + grid) for a listing."""
+    def describe(self, chw: tuple[int, ...]) -> str:
+        """``nchw``, ``nhwc``, ``vector`` or ``tokens 1+14x14`` (prefix + grid) for the ``(C, H, W)`` of :meth:`chw`."""
         if self.kind != "tokens":
             return self.kind
-        h, w = token_grid(shape[0] - self.prefix)
+        h, w = chw[1], chw[2]
         return f"tokens {self.prefix}+{h}x{w}" if self.prefix else f"tokens {h}x{w}"
 
 
@@ -79,12 +79,13 @@ def token_grid(patches: int) -> tuple[int, int]:
 def token_prefix(tokens: int) -> int:
     """How many of ``tokens`` come before a square patch grid (1 + 14x14 -> 1; 196 -> 0).
 
-    The smallest count that leaves a square: one class token plus ``g x g`` patches is
-    never itself a square, so the class token is always found. None fits (a 1-D sequence):
-    0, and the tokens lie on one row.
+    The smallest count, at most the grid's side, that leaves a square: one class token
+    plus ``g x g`` patches is never itself a square, so the class token is always found.
+    None fits (a 1-D sequence of 7): 0, and the tokens lie on one row.
     """
     for prefix in range(min(MAX_PREFIX, tokens - 1) + 1):
-        if math.isqrt(tokens - prefix) ** 2 == tokens - prefix:
+        side = math.isqrt(tokens - prefix)
+        if side * side == tokens - prefix and prefix <= side:
             return prefix
     return 0
 

@@ -33,17 +33,19 @@ from featviz.objectives.units import (
     ClassProb,
     DeepDream,
     Neuron,
+    Token,
     channel,
     class_logit,
     class_prob,
     deepdream,
     neuron,
+    token,
 )
 
 __all__ = [
     "Acts", "Alignment", "Channel", "ClassLogit", "ClassProb", "DeepDream", "Direction", "GramDiversity", "Interpolate",
     "LayerObjective", "Neuron", "OBJECTIVES", "Objective", "Offset", "OnBatch", "RandomDirection", "Scaled", "Shapes",
-    "StyleDiversity", "Sum", "build_objective", "channel", "class_logit", "class_prob", "deepdream", "neuron",
+    "StyleDiversity", "Sum", "Token", "build_objective", "channel", "class_logit", "class_prob", "deepdream", "neuron", "token",
 ]
 
 
@@ -87,6 +89,7 @@ def _apply_modifiers(obj: Objective, negate: bool, batch: int | None, weight: fl
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "neuron": lambda layer, unit, x=None, y=None, **_: Neuron(layer, unit, x, y),
     "channel": lambda layer, unit, **_: Channel(layer, unit),
+    "token": lambda layer, token=0, unit=None, **_: Token(layer, token, unit),
     "layer": lambda layer, **_: DeepDream(layer),
     "deepdream": lambda layer, **_: DeepDream(layer),
     "class_logit": lambda unit, **_: ClassLogit(unit),

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from featviz.errors import ConfigError
+from featviz.models.layout import grid_of
 from featviz.objectives.base import Acts, LayerObjective, Objective, Shapes
 
 
@@ -109,7 +110,7 @@ class GramDiversity(BatchTerm):
         self.name = f"gram_diversity({layer})"
 
     def score(self, acts: Acts) -> torch.Tensor:
-        return mean_over_others(pairwise_cosine(gram_matrices(acts[self.layer])))
+        return mean_over_others(pairwise_cosine(gram_matrices(grid_of(acts, self.layer))))
 
 
 def style_distance(gram_a: torch.Tensor, gram_b: torch.Tensor, positions: int) -> torch.Tensor:
@@ -134,8 +135,8 @@ class StyleDiversity(BatchTerm):
         self.name = f"style_diversity({layer})"
 
     def score(self, acts: Acts) -> torch.Tensor:
-        act = acts[self.layer]
-        positions = act[0, 0].numel() if act.dim() > 2 else 1
+        act = grid_of(acts, self.layer)
+        positions = act[0, 0].numel()
         grams = gram_matrices(act)
         dist = style_distance(grams[:, None], grams[None, :], positions)
         return -mean_over_others(dist)

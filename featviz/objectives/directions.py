@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from featviz.errors import ConfigError, UnitOutOfRangeError
+from featviz.models.layout import grid_of
 from featviz.objectives.base import Acts, LayerObjective
 
 # Cosine similarities are floored before the power: a negative base has no real power, and
@@ -49,9 +50,7 @@ class DirectionBase(LayerObjective):
         return torch.einsum("bchw,c->bhw", act, self.vector(act.shape[1]).to(act))
 
     def score(self, acts: Acts) -> torch.Tensor:
-        act = acts[self.layer]
-        if act.dim() == 2:
-            act = act[:, :, None, None]
+        act = grid_of(acts, self.layer)  # [B, C, H, W] whatever the layer's layout
         dot = self.projection(act)
         if self.cossim_pow:
             v = self.vector(act.shape[1]).to(act)

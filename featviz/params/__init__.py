@@ -1,7 +1,8 @@
 """Image parameterizations: what the optimizer actually changes.
 
 Every parameterization is an :class:`ImageParam`, an ``nn.Module`` whose ``forward()``
-returns ``[B, 3, H, W]`` in [0, 1]. Choosing one is choosing a preconditioner (article,
+returns ``[B, C, H, W]`` in [0, 1] (``C`` is 3, or the network's input channels for the kinds
+that take ``channels``). Choosing one is choosing a preconditioner (article,
 "Preconditioning and Parameterization"): ``pixel`` is the plain baseline, ``fourier`` the
 article's decorrelated space, ``pyramid``, ``cppn``, ``maco`` and ``generator`` later work.
 :data:`PARAMS` names them for configs; :func:`build_param` builds one by name.

@@ -1,7 +1,8 @@
-"""The form every parameterization shares: an nn.Module whose forward() returns [B, 3, H, W] in [0, 1].
+"""The form every parameterization shares: an nn.Module whose forward() returns [B, C, H, W] in [0, 1].
 
-The shared tail decorrelates colours (the ImageNet colour covariance's square root) and squashes
-to [0, 1] with a sigmoid or a clamp."""
+C is 3 (RGB) unless the network reads another channel count (1 for grayscale, more for
+multispectral inputs). The shared tail decorrelates colours (the ImageNet colour covariance's
+square root; RGB only) and squashes to [0, 1] with a sigmoid or a clamp."""
 
 from __future__ import annotations
 
@@ -35,19 +36,23 @@ def _check(size: int, batch: int) -> None:
 class ImageParam(nn.Module):
     """Shared tail of every parameterization: colour decorrelation and the [0, 1] squash."""
 
-    def __init__(self, size: int, batch: int, decorrelate: bool, value_range: ValueRange) -> None:
+    def __init__(self, size: int, batch: int, decorrelate: bool, value_range: ValueRange, channels: int = 3) -> None:
         super().__init__()
         _check(size, batch)
+        if int(channels) < 1:
+            raise ConfigError(f"model.in_channels={channels} must be >= 1")
         if value_range not in ("sigmoid", "clamp"):
             raise ConfigError(f"param.value_range={value_range!r}; use 'sigmoid' or 'clamp'")
         self.size = int(size)
         self.batch = int(batch)
-        self.decorrelate = bool(decorrelate)
+        self.channels = int(channels)
+        # The colour covariance is ImageNet's RGB one: other channel counts stay as drawn.
+        self.decorrelate = bool(decorrelate) and self.channels == 3
         self.value_range = value_range
         self.register_buffer("color", COLOR_NORMALIZED.clone(), persistent=False)
 
     def to_rgb(self, t: torch.Tensor) -> torch.Tensor:
-        """Map unconstrained ``[B, 3, H, W]`` values to valid RGB."""
+        """Map unconstrained ``[B, C, H, W]`` values to valid images (RGB decorrelated when asked)."""
         if self.decorrelate:
             t = torch.einsum("bchw,dc->bdhw", t, self.color)
         if self.value_range == "sigmoid":

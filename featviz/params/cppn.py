@@ -48,8 +48,9 @@ class CPPNImage(ImageParam):
         decorrelate: bool = False,
         value_range: ValueRange = "sigmoid",
         generator: torch.Generator | None = None,
+        channels: int = 3,
     ) -> None:
-        super().__init__(size, batch, decorrelate, value_range)
+        super().__init__(size, batch, decorrelate, value_range, channels)
         hidden, layers = int(hidden), int(layers)
         if hidden < 1 or layers < 1:
             raise ConfigError(f"param.hidden={hidden} and param.layers={layers} must be >= 1 (24 and 8 are typical)")
@@ -58,7 +59,7 @@ class CPPNImage(ImageParam):
         y, x = torch.meshgrid(coords * math.sqrt(3), coords * math.sqrt(3), indexing="ij")
         self.register_buffer("coords", torch.stack([x, y])[None], persistent=False)
         fan_ins = [2] + [2 * hidden] * layers
-        outs = [hidden] * layers + [3]
+        outs = [hidden] * layers + [self.channels]
         weights = []
         for i, (fan_in, out) in enumerate(zip(fan_ins, outs)):
             std = math.sqrt(1.0 / fan_in) * (sd if i == layers else 1.0)

@@ -32,8 +32,9 @@ class FFTImage(ImageParam):
         decorrelate: bool = True,
         value_range: ValueRange = "sigmoid",
         generator: torch.Generator | None = None,
+        channels: int = 3,
     ) -> None:
-        super().__init__(size, batch, decorrelate, value_range)
+        super().__init__(size, batch, decorrelate, value_range, channels)
         if not math.isfinite(decay) or decay < 0:
             raise ConfigError(f"param.decay={decay} must be a finite number >= 0 (1.0 is the 1/f spectrum)")
         h = w = self.size
@@ -42,7 +43,7 @@ class FFTImage(ImageParam):
         # With the orthonormal inverse FFT no extra sqrt(h*w) factor is needed (Lucid's
         # TF code multiplies by it only because TF's irfft2d is unnormalized).
         self.register_buffer("scale", scale[None, None], persistent=False)
-        init = torch.randn(2, self.batch, 3, *freqs.shape, generator=generator) * sd
+        init = torch.randn(2, self.batch, self.channels, *freqs.shape, generator=generator) * sd
         self.spectrum = nn.Parameter(init)
 
     def decode(self) -> torch.Tensor:
@@ -82,7 +83,7 @@ class SharedFFTImage(FFTImage):
         **fft: Any,
     ) -> None:
         """``fft``: the options of :class:`FFTImage` (``sd``, ``decay``, ``decorrelate``,
-        ``value_range``, ``generator``), which the components share."""
+        ``value_range``, ``generator``, ``channels``), which the components share."""
         super().__init__(size, batch, **fft)
         sd, generator = fft.get("sd", 0.01), fft.get("generator")
         for factor in [*shared, *blended]:
@@ -91,7 +92,7 @@ class SharedFFTImage(FFTImage):
 
         def lowres(n: int, factor: int) -> nn.Parameter:
             side = self.size // int(factor)
-            return nn.Parameter(torch.randn(n, 3, side, side, generator=generator) * sd)
+            return nn.Parameter(torch.randn(n, self.channels, side, side, generator=generator) * sd)
 
         self.shared = nn.ParameterList([lowres(1, f) for f in shared])
         self.blended = nn.ParameterList([lowres(2, f) for f in blended])

@@ -17,10 +17,10 @@ class PixelImage(LaplacianPyramidImage):
     """
 
     def __init__(self, size: int = 128, batch: int = 1, sd: float = 0.01, **colour: Any) -> None:
-        """``colour``: ``decorrelate`` (default False), ``value_range``, ``generator`` of :class:`ImageParam`."""
+        """``colour``: ``decorrelate`` (default False), ``value_range``, ``generator``, ``channels`` of :class:`ImageParam`."""
         super().__init__(size, batch, sd, levels=1, **{"decorrelate": False, **colour})
 
     @property
     def pixels(self) -> nn.Parameter:
-        """The image's free values ``[B, 3, H, W]`` (what the gradient preconditioners act on)."""
+        """The image's free values ``[B, C, H, W]`` (what the gradient preconditioners act on)."""
         return self.levels[0]

@@ -30,13 +30,14 @@ class LaplacianPyramidImage(ImageParam):
         decorrelate: bool = True,
         value_range: ValueRange = "sigmoid",
         generator: torch.Generator | None = None,
+        channels: int = 3,
     ) -> None:
-        super().__init__(size, batch, decorrelate, value_range)
+        super().__init__(size, batch, decorrelate, value_range, channels)
         levels = int(levels)
         if not 1 <= levels or self.size // 2 ** (levels - 1) < 1:
             raise ConfigError(f"param.levels={levels} must be in 1..{int(math.log2(self.size)) + 1} for param.size={self.size}")
         sides = [max(1, math.ceil(self.size / 2**k)) for k in range(levels)]
-        self.levels = nn.ParameterList(nn.Parameter(torch.randn(self.batch, 3, s, s, generator=generator) * sd) for s in sides)
+        self.levels = nn.ParameterList(nn.Parameter(torch.randn(self.batch, self.channels, s, s, generator=generator) * sd) for s in sides)
 
     def forward(self) -> torch.Tensor:
         total = self.levels[0]

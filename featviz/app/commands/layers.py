@@ -1,4 +1,4 @@
-"""``featviz layers``: a model's hookable layers with their output shapes."""
+"""``featviz layers``: a model's hookable layers with their output shapes and layouts."""
 
 from __future__ import annotations
 
@@ -11,11 +11,17 @@ from featviz.models import LOGITS
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
-    return config_parser(prog, "List a model's hookable layers and their output shapes; +size=N sets the input side (default: the model's).")
+    return config_parser(
+        prog, "List a model's hookable layers, their output shapes (channels first) and layouts; +size=N sets the input side (default: the model's)."
+    )
 
 
-def layer_table(overrides: list[str]) -> list[tuple[str, str, str]]:
-    """Rows of (layer name, module type, output shape) for the configured model and size."""
+def layer_table(overrides: list[str]) -> list[tuple[str, str, str, str]]:
+    """Rows of (layer name, module type, C x H x W, layout) for the configured model and size.
+
+    Shapes are channels first whatever the layer gives (Swin's ``[B, H, W, C]`` stages, a
+    ViT's tokens on their patch grid), so ``objective.unit`` counts along the first number.
+    """
     cfg = compose(overrides)
     model = model_from_config(cfg.model)
     size = int(cfg.get("size") or model.input_size)
@@ -24,7 +30,9 @@ def layer_table(overrides: list[str]) -> list[tuple[str, str, str]]:
     rows = []
     for name in model.layer_names:
         kind = "output" if name == LOGITS else type(modules[name]).__name__
-        rows.append((name, kind, "x".join(str(s) for s in shapes.get(name, ())) or "-"))
+        shape = shapes.get(name)
+        layout = shapes.layouts[name].describe(shape) if shape is not None else "-"
+        rows.append((name, kind, "x".join(str(s) for s in shape or ()) or "-", layout))
     return rows
 
 
@@ -33,6 +41,7 @@ def run(args: argparse.Namespace) -> str:
     rows = layer_table(args.overrides)
     width = max(len(r[0]) for r in rows)
     kw = max(len(r[1]) for r in rows)
-    lines = [f"{'layer':<{width}}  {'type':<{kw}}  shape (C x H x W)"]
-    lines += [f"{name:<{width}}  {kind:<{kw}}  {shape}" for name, kind, shape in rows]
+    sw = max(len("shape (C x H x W)"), *(len(r[2]) for r in rows))
+    lines = [f"{'layer':<{width}}  {'type':<{kw}}  {'shape (C x H x W)':<{sw}}  layout"]
+    lines += [f"{name:<{width}}  {kind:<{kw}}  {shape:<{sw}}  {layout}" for name, kind, shape, layout in rows]
     return "\n".join(lines)
