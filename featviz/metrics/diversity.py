@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from featviz.callbacks import Callback, RenderContext, RenderResult
 from featviz.models.feature_model import FeatureModel
+from featviz.models.layout import grid_of
 from featviz.objectives.base import Objective
 from featviz.objectives.batch import mean_over_others, pairwise_cosine
 
@@ -51,7 +52,7 @@ class DiversityMetric(Callback):
         layers = {self.layer} | (self.main.layers if self.main is not None else set())
         with torch.no_grad():
             acts = ctx.model(images, layers)
-        cossim = feature_cossim(acts[self.layer])
+        cossim = feature_cossim(grid_of(acts, self.layer))  # channels first whatever the layout
         result.final["feature_cossim"] = cossim
         result.final["diversity"] = 1.0 - cossim
         if self.main is not None:

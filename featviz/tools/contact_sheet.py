@@ -29,6 +29,7 @@ from featviz.callbacks import Callback
 from featviz.errors import ConfigError, UnitOutOfRangeError
 from featviz.images import atomic_write_bytes, save_json, save_png, to_uint8
 from featviz.models.feature_model import FeatureModel
+from featviz.models.layout import grid_of
 from featviz.objectives.base import Acts, Objective, Shapes
 from featviz.render import RunParts, render
 
@@ -58,12 +59,10 @@ class UnitsObjective(Objective):
                 raise UnitOutOfRangeError(f"unit(s) {bad} out of range for layer {self.layer!r} with {channels} channels; use 0..{channels - 1}")
 
     def score(self, acts: Acts) -> torch.Tensor:
-        a = acts[self.layer]
+        a = grid_of(acts, self.layer)  # [B, C, H, W] whatever the layer's layout
         if self._index is None or self._index.device != a.device:
             self._index = torch.tensor(self.units, device=a.device)
-        picked = a[torch.arange(a.shape[0], device=a.device), self._index]  # [B] or [B, H, W]
-        if picked.dim() == 1:
-            return picked
+        picked = a[torch.arange(a.shape[0], device=a.device), self._index]  # [B, H, W]
         if self.kind == "neuron":
             return picked[:, picked.shape[1] // 2, picked.shape[2] // 2]
         return picked.reshape(picked.shape[0], -1).mean(dim=1)

@@ -6,12 +6,14 @@ visualize by optimization?" and "Diversity"): the images that excite it most, th
 inhibit it most, and those just either side of zero. This module scores every image of a
 folder for one unit (a channel, or any direction in the layer's channel space) and saves
 
-* ``top.png`` / ``bottom.png``: the k images with the highest / lowest score;
+* ``top.png`` / ``bottom.png``: the k images with the highest / lowest score, each
+  captioned with its score (the unit's activation);
 * ``top_patches.png`` / ``bottom_patches.png``: for the k images whose single strongest
   (weakest) position is the most extreme, the crop of the image that position sees (its
   effective receptive field, :func:`receptive_field`);
-* ``spectrum.png``: labelled rows minimum, slightly negative, slightly positive, maximum,
-  with the negative and positive optimized images as first and last rows when given;
+* ``spectrum.png``: labelled rows minimum, slightly negative, slightly positive, maximum
+  (``(none)`` where no image falls on that side of zero), each image captioned with its
+  score, with the negative and positive optimized images as first and last rows when given;
 * ``examples.json``: every number and path behind those pictures.
 
 A folder is any tree of images: torchvision's ImageFolder layout (one sub-folder per class)
@@ -37,8 +39,9 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from featviz.errors import ConfigError, DatasetError
-from featviz.images import atomic_write_bytes, grid, save_json, save_png, to_uint8
+from featviz.images import atomic_write_bytes, save_json, to_uint8
 from featviz.models import FeatureModel
+from featviz.models.layout import grid_of
 from featviz.objectives.directions import Direction, DirectionBase, RandomDirection
 
 log = logging.getLogger("featviz")
@@ -180,7 +183,7 @@ def score_folder(
         if not ok.any():
             continue
         images, index = images[ok], index[ok]
-        maps = direction.projection(model(images.to(dev), [direction.layer])[direction.layer]).float().cpu()
+        maps = direction.projection(grid_of(model(images.to(dev), [direction.layer]), direction.layer)).float().cpu()
         map_size = (maps.shape[1], maps.shape[2])
         flat = maps.flatten(1)
         scores[index] = flat.mean(1) if reduce == "mean" else flat.amax(1)
@@ -300,26 +303,40 @@ def _display(patches: list[torch.Tensor]) -> torch.Tensor:
     return batch
 
 
-def _rows(rows: Sequence[Sequence[torch.Tensor]], names: Sequence[str], k: int, size: int) -> Image.Image:
-    """Rows of up to ``k`` images each (resized to ``size``, white where short), named on the left."""
-    blank = torch.ones(3, size, size)
-    cells: list[torch.Tensor] = []
-    for row in rows:
-        for img in row[:k]:
+EMPTY = "(none)"  # what an empty row of the spectrum says (a unit after a ReLU has no negative images)
+
+
+def _sheet(rows: Sequence[Sequence[torch.Tensor]], captions: Sequence[Sequence[str]], size: int, names: Sequence[str] = ()) -> Image.Image:
+    """Rows of images (each resized to ``size``), each with its caption (its score) under it.
+
+    ``names`` label the rows on the left; a row without images says ``(none)``.
+    """
+    font = ImageFont.load_default(size=max(10, size // 10))
+    pad, cap_h = 2, max(10, size // 10) + 4
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    labels = [n.replace("_", " ") for n in names]
+    name_w = max((int(measure.textlength(t, font=font)) for t in labels), default=-8) + 8
+    cell_w = max([size, *(int(measure.textlength(c, font=font)) + 4 for row in captions for c in row)]) + pad
+    cols = max([1, *(len(r) for r in rows)])
+    canvas = Image.new("RGB", (name_w + pad + cols * cell_w, pad + len(rows) * (size + cap_h + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, row in enumerate(rows):
+        y = pad + i * (size + cap_h + pad)
+        if labels:
+            draw.text((4, y + size // 2), labels[i], fill="black", font=font, anchor="lm")
+        if not row:
+            draw.text((name_w + pad + 4, y + size // 2), EMPTY, fill=(110, 110, 110), font=font, anchor="lm")
+        for j, (img, caption) in enumerate(zip(row, captions[i])):
             if img.shape[-2:] != (size, size):
                 img = F.interpolate(img[None], size=(size, size), mode="bilinear", align_corners=False)[0]
-            cells.append(img)
-        cells.extend(blank for _ in range(k - len(row[:k])))
-    tiles = Image.fromarray(to_uint8(grid(torch.stack(cells), nrow=k)))
-    font = ImageFont.load_default(size=max(10, size // 10))
-    labels = [n.replace("_", " ") for n in names]
-    width = max(int(ImageDraw.Draw(tiles).textlength(t, font=font)) for t in labels) + 8
-    canvas = Image.new("RGB", (width + tiles.width, tiles.height), "white")
-    canvas.paste(tiles, (width, 0))
-    draw = ImageDraw.Draw(canvas)
-    for i, text in enumerate(labels):
-        draw.text((4, 2 + i * (size + 2) + size // 2), text, fill="black", font=font, anchor="lm")
+            x = name_w + pad + j * cell_w
+            canvas.paste(Image.fromarray(to_uint8(img)), (x, y))
+            draw.text((x + size // 2, y + size + 2), caption, fill="black", font=font, anchor="mt")
     return canvas
+
+
+def _save_sheet(sheet: Image.Image, path: Path) -> None:
+    atomic_write_bytes(path, lambda f: sheet.save(f, format="PNG"))
 
 
 def save_examples(
@@ -351,9 +368,12 @@ def save_examples(
     def entry(i: int) -> dict[str, Any]:
         return {"path": str(result.paths[i]), "score": float(result.scores[i])}
 
+    def score(i: int) -> str:
+        return f"{float(result.scores[i]):.3g}"
+
     top, bottom = top_bottom(result.scores, k)
-    save_png(torch.stack([image(i) for i in top]), out / "top.png")
-    save_png(torch.stack([image(i) for i in bottom]), out / "bottom.png")
+    for name, chosen in (("top", top), ("bottom", bottom)):
+        _save_sheet(_sheet([[image(i) for i in chosen]], [[score(i) for i in chosen]], size), out / f"{name}.png")
     patch_info: dict[str, list[dict[str, Any]]] = {}
     for name, values, where, pick in (
         ("top_patches", result.peak, result.peak_at, 0),
@@ -365,19 +385,22 @@ def save_examples(
             crop, box = patch(image(i), where[i].tolist(), result.map_size, side)
             crops.append(crop)
             rows.append({"path": str(result.paths[i]), "value": float(values[i]), "y": int(where[i, 0]), "x": int(where[i, 1]), "box": box})
-        save_png(_display(crops), out / f"{name}.png")
+        shown = _display(crops)
+        _save_sheet(_sheet([list(shown)], [[f"{r['value']:.3g}" for r in rows]], shown.shape[-1]), out / f"{name}.png")
         patch_info[name] = rows
     groups = spectrum(result.scores, k)
     rows_img: list[list[torch.Tensor]] = [[image(i) for i in groups[g]] for g in SPECTRUM_ROWS]
+    row_caps: list[list[str]] = [[score(i) for i in groups[g]] for g in SPECTRUM_ROWS]
     row_names = list(SPECTRUM_ROWS)
     if negative is not None:
         rows_img.insert(0, [negative])
+        row_caps.insert(0, ["optimized"])
         row_names.insert(0, "negative_optimized")
     if positive is not None:
         rows_img.append([positive])
+        row_caps.append(["optimized"])
         row_names.append("positive_optimized")
-    sheet = _rows(rows_img, row_names, min(int(k), max(len(r) for r in rows_img)), size)
-    atomic_write_bytes(out / "spectrum.png", lambda f: sheet.save(f, format="PNG"))
+    _save_sheet(_sheet(rows_img, row_caps, size, row_names), out / "spectrum.png")
     s = result.scores
     summary: dict[str, Any] = {
         **(info or {}),
