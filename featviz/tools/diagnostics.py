@@ -16,20 +16,24 @@
   high-frequency as its sign, see docs/spectrum.md).
 
 ``python -m featviz checkerboard ...`` and ``python -m featviz directions ...`` write the
-images (see :func:`main`); the functions here need neither Hydra nor files.
+images and the labelled figures (:func:`checkerboard_figure`, :func:`directions_figure`);
+the other functions here need neither Hydra nor files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from featviz.errors import ConfigError
+from featviz.metrics.image import high_frequency_share
 from featviz.models import LOGITS, FeatureModel
 from featviz.objectives.base import Objective
 from featviz.objectives.units import Channel
 from featviz.params.fourier import FFTImage
+from featviz.tools.figures import figure, save_figure
 
 
 def spatial_layers(model: FeatureModel, size: int) -> list[str]:
@@ -137,6 +141,28 @@ def magnitude_image(magnitude: torch.Tensor, low: float = 0.01, high: float = 0.
     return ((m - lo) / (hi - lo).clamp_min(1e-30)).clamp(0, 1).expand(3, -1, -1)
 
 
+def checkerboard_figure(maps: dict[str, dict[str, object]], path: str | Path, columns: int = 4) -> Path:
+    """All layers' maps as one labelled figure: layer, unit, stride and phase contrast above
+    each panel, and each panel's colour scale (the gradient magnitude, 1-99 % quantiles)."""
+    cols = min(columns, len(maps))
+    rows = -(-len(maps) // cols)
+    fig = figure(3.0 * cols, 2.7 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, (layer, info) in zip((a for row in axes for a in row), maps.items()):
+        m = info["map"].float()  # type: ignore[union-attr]
+        lo, hi = (float(torch.quantile(m.flatten(), q)) for q in (0.01, 0.99))
+        shown = ax.imshow(m.numpy(), cmap="magma", vmin=lo, vmax=max(hi, lo + 1e-30))
+        ax.set_title(f"{layer}  unit {info['unit']}  stride {info['stride']}\nphase contrast {info['phase_contrast_2']:.3f}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        bar = fig.colorbar(shown, ax=ax, shrink=0.8)
+        bar.ax.tick_params(labelsize=6)
+        bar.set_label("|d unit / d input|", fontsize=7)
+    for ax in [a for row in axes for a in row][len(maps) :]:
+        ax.set_axis_off()
+    return save_figure(fig, path)
+
+
 # --- steepest-descent directions ------------------------------------------------------
 
 
@@ -192,13 +218,40 @@ def direction_image(direction: torch.Tensor, quantile: float = 0.99) -> torch.Te
     return (0.5 + 0.5 * direction / top).clamp(0, 1)
 
 
+DIRECTION_TITLES = {
+    "image": "image (the point x)",
+    "linf": "L-inf: sign(g)",
+    "l2": "L2: g",
+    "decorrelated": "decorrelated: P P^T g",
+}
+
+
+def directions_figure(panels: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """The image and its three directions side by side, titled, each with its high-frequency share.
+
+    Directions are shown as :func:`direction_image` draws them (grey = 0); the share of
+    power above half Nyquist is the number the article's argument is about.
+    """
+    fig = figure(2.6 * len(panels), 3.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, img) in zip(axes, panels.items()):
+        ax.imshow(img.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+        share = float(high_frequency_share(img[None].float().cpu()).mean())
+        ax.set_title(f"{DIRECTION_TITLES.get(name, name)}\nhigh-freq. share {share:.2f}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return save_figure(fig, path)
+
+
 def noise_image(size: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """A smooth random test image with natural-image (1/f) statistics, ``[1, 3, S, S]``."""
     return FFTImage(size, batch=1, sd=1.0, generator=generator)().detach()
 
 
 __all__ = [
+    "checkerboard_figure",
     "checkerboard_maps",
+    "directions_figure",
     "probe_images",
     "direction_image",
     "gradient_magnitude",

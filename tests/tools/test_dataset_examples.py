@@ -127,11 +127,25 @@ def test_outputs_and_optimized_rows(folder, tmp_path):
     assert saved["spectrum_rows"] == ["minimum", "slightly_negative", "slightly_positive", "maximum", "positive_optimized"]
     assert saved["score_stats"]["negative"] == 5  # red below the grey level (128) scores negative
     assert saved["layer"] == "2" and saved["patch_side"] == 5
-    # Five rows of three 32 px images, 2 px apart, after a column of row names.
+    # Five rows of three 32 px images, each with its score under it, after a column of row names.
     width, height = Image.open(out / "spectrum.png").size
-    assert height == 5 * 34 + 2 and width > 3 * 34 + 2 + 40
-    # Patches smaller than 64 px are enlarged for display.
-    assert Image.open(out / "top_patches.png").size == (3 * 66 + 2, 68)
+    assert 5 * (32 + 10) < height < 5 * (32 + 20) and width > 3 * 34 + 40
+    # Patches smaller than 64 px are enlarged for display, with a caption line under them.
+    width, height = Image.open(out / "top_patches.png").size
+    assert width >= 3 * 66 and 64 + 10 < height < 64 + 24
+
+
+def test_empty_spectrum_row_says_none(folder, tmp_path):
+    """A unit that is never negative leaves the "slightly negative" row empty: it says so, in text only."""
+    result = score_folder(redness_model(), folder, Direction("2", {0: 1.0}))
+    result.scores = result.scores - result.scores.min() + 1  # every score positive
+    save_examples(result, tmp_path, k=2)
+    sheet = np.asarray(Image.open(tmp_path / "spectrum.png").convert("L"))
+    row_h = sheet.shape[0] // 4
+    empty = sheet[row_h : 2 * row_h, 86:]  # right of the row names (the longest, "slightly negative", is 77 px)
+    full = sheet[0:row_h, 86:]
+    assert (empty < 200).mean() < 0.05 < (full < 200).mean()  # a few dark text pixels, not two images
+    assert (empty < 200).any()  # "(none)"
 
 
 def test_non_images_are_skipped_with_a_warning(folder, caplog):

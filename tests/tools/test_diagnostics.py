@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import numpy as np
 import torch
+from PIL import Image
 from conftest import hf_share, run_cli
 from torch import nn
 
@@ -96,6 +98,8 @@ def test_checkerboard_command_writes_one_image_per_layer(tmp_path) -> None:
     assert {p.name for p in tmp_path.iterdir()} == {"conv_stem.png", "blocks.1.png", "checkerboard.png", "checkerboard.json"}
     summary = json.loads((tmp_path / "checkerboard.json").read_text())
     assert summary["layers"]["blocks.1"]["stride"] == 4
+    figure = np.asarray(Image.open(tmp_path / "checkerboard.png").convert("RGB")).astype(int)
+    assert figure.shape[1] > 2 * 64 and (np.ptp(figure, axis=2) > 60).mean() > 0.1  # two panels in a colour scale, not grey
     assert summary["input"] == "grey"
 
 

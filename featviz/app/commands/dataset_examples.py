@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--rf-mass", type=float, default=0.95, help="patch = square holding this share of the gradient (1.0 = theoretical receptive field)")
-    p.add_argument("--out", default=None, help="output folder (default outputs/dataset_examples/<model>/<layer>/<unit>)")
+    p.add_argument("--out", default=None, help="output folder (default outputs/dataset_examples/<model>/<layer>/<unit>/<date>_<time>)")
     p.add_argument("--positive", type=Path, help="an optimized image (PNG) of the unit, shown after the maximum row")
     p.add_argument("--negative", type=Path, help="a negatively optimized image (PNG), shown before the minimum row")
     p.add_argument("--wandb", choices=("offline", "online"), default=None, help="also log to W&B (offline needs no server)")
@@ -101,7 +102,9 @@ def run(args: argparse.Namespace) -> str:
     model.check_layers([args.layer])
     result = score_folder(model, args.folder, direction, args.size, args.batch_size, args.reduce, args.workers, device)
     rf = receptive_field(model, args.layer, result.image_size, args.rf_mass)
-    out = Path(args.out or Path("outputs") / "dataset_examples" / args.model / args.layer / target)
+    # A timestamped default folder: a second search for the same unit (another folder of
+    # photos, another --k) never overwrites the first one's pictures.
+    out = Path(args.out or Path("outputs") / "dataset_examples" / args.model / args.layer / target / time.strftime("%Y-%m-%d_%H-%M-%S"))
     info = {"model": args.model, "weights": args.weights, "layer": args.layer, "target": target, "folder": str(args.folder)}
     summary = save_examples(result, out, args.k, rf, optimized.get("positive"), optimized.get("negative"), info)
     stats = summary["score_stats"]

@@ -13,13 +13,15 @@ from featviz.app.build import model_from_config
 from featviz.app.commands import config_parser
 from featviz.app.config import compose
 from featviz.errors import ConfigError
-from featviz.images import grid, load_png, save_json, save_png
+from featviz.images import load_png, save_json, save_png
 from featviz.models import FeatureModel
 from featviz.objectives import build_objective
 from featviz.render import resolve_device
 from featviz.tools.diagnostics import (
+    checkerboard_figure,
     checkerboard_maps,
     direction_image,
+    directions_figure,
     magnitude_image,
     noise_image,
     probe_images,
@@ -57,7 +59,7 @@ def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run_checkerboard(args: argparse.Namespace) -> str:
-    """Write ``<out>/<layer>.png`` per layer, ``checkerboard.png`` (all, in order) and a JSON summary."""
+    """Write ``<out>/<layer>.png`` per layer, ``checkerboard.png`` (all, labelled, with colour scales) and a JSON summary."""
     cfg = compose(args.overrides)
     model = _model(cfg)
     size = args.size or model.input_size
@@ -66,12 +68,9 @@ def run_checkerboard(args: argparse.Namespace) -> str:
     images = probe_images(args.input, size, args.samples, torch.Generator().manual_seed(args.seed))
     maps = checkerboard_maps(model, layers, images, unit=args.unit)
     out = Path(args.out or f"outputs/diagnostics/checkerboard-{cfg.model.name}")
-    images = []
     for layer, info in maps.items():
-        img = magnitude_image(info["map"])  # type: ignore[arg-type]
-        save_png(img, out / f"{layer}.png")
-        images.append(img)
-    save_png(grid(torch.stack(images), nrow=min(len(images), 6)), out / "checkerboard.png")
+        save_png(magnitude_image(info["map"]), out / f"{layer}.png")  # type: ignore[arg-type]
+    checkerboard_figure(maps, out / "checkerboard.png")
     summary = {
         "model": cfg.model.name,
         "size": size,
@@ -86,7 +85,7 @@ def run_checkerboard(args: argparse.Namespace) -> str:
 
 
 def run_directions(args: argparse.Namespace) -> str:
-    """Write ``image.png``, ``linf.png``, ``l2.png``, ``decorrelated.png`` and ``directions.png``."""
+    """Write ``image.png``, ``linf.png``, ``l2.png``, ``decorrelated.png`` and ``directions.png`` (all four, titled)."""
     if args.image and not Path(args.image).is_file():
         raise ConfigError(f"--image {args.image!r} does not exist; pass a PNG/JPEG path or leave it out for a 1/f noise image")
     cfg = compose(args.overrides)
@@ -104,5 +103,5 @@ def run_directions(args: argparse.Namespace) -> str:
     panels = {"image": image[0], **{k: direction_image(v[0]) for k, v in directions.items()}}
     for name, img in panels.items():
         save_png(img, out / f"{name}.png")
-    save_png(grid(torch.stack([p.cpu() for p in panels.values()])), out / "directions.png")
+    directions_figure({k: p.cpu() for k, p in panels.items()}, out / "directions.png")
     return f"objective {objective}; panels: {', '.join(panels)}\nfeatviz: images in {out}"

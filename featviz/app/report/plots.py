@@ -6,9 +6,6 @@ curves together) for when forty lines on one panel say nothing. The curves are t
 ``objective`` the loop optimizes (on a transformed image) and the ``activation``, the same
 objective on the untransformed image (:mod:`featviz.metrics.activation`); the gap between
 them is how much of the score the transformations do not keep.
-
-matplotlib's object API (``Figure``, no pyplot) draws off-screen with no global state and
-no display; PNG metadata is left out so the same curves give the same bytes.
 """
 
 from __future__ import annotations
@@ -16,22 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from featviz.images import atomic_write_bytes
+from featviz.tools.figures import figure, save_figure
 
 Curves = Mapping[str, Sequence[tuple[int, float]]]  # metric -> (step, value) points
 CURVES = ("objective", "activation")  # what is plotted, in this order
 LEGEND_MAX = 16  # more runs than this on one panel: no legend (the small multiples name them)
-DPI = 80
-
-
-def _figure(width: float, height: float):  # -> matplotlib.figure.Figure
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _save(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
-    return atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
 
 
 def plotted(runs: Sequence[tuple[str, Curves]]) -> list[str]:
@@ -44,7 +30,7 @@ def overlay(groups: Mapping[str, Sequence[tuple[str, Curves]]], path: Path) -> P
     names = plotted([run for runs in groups.values() for run in runs])
     if not names:
         return None
-    fig = _figure(4.8 * len(groups), 2.6 * len(names))
+    fig = figure(4.8 * len(groups), 2.6 * len(names))
     axes = fig.subplots(len(names), len(groups), squeeze=False, sharex="col", sharey="row")
     for j, (group, runs) in enumerate(groups.items()):
         for i, name in enumerate(names):
@@ -62,7 +48,7 @@ def overlay(groups: Mapping[str, Sequence[tuple[str, Curves]]], path: Path) -> P
                 ax.set_xlabel("step")
         if len(runs) <= LEGEND_MAX:
             axes[0][j].legend(fontsize=7, loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def small_multiples(runs: Sequence[tuple[str, Curves]], path: Path, columns: int = 6) -> Path | None:
@@ -72,7 +58,7 @@ def small_multiples(runs: Sequence[tuple[str, Curves]], path: Path, columns: int
         return None
     cols = min(columns, len(runs))
     rows = -(-len(runs) // cols)
-    fig = _figure(2.6 * cols, 2.0 * rows)
+    fig = figure(2.6 * cols, 2.0 * rows)
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
     for k, ax in enumerate(ax for row in axes for ax in row):
         if k >= len(runs):
@@ -88,4 +74,4 @@ def small_multiples(runs: Sequence[tuple[str, Curves]], path: Path, columns: int
         ax.tick_params(labelsize=6)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=6, loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
