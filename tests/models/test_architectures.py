@@ -165,3 +165,42 @@ def test_size_and_normalization_from_the_weights_metadata(vit_b_16) -> None:
     assert gray.in_channels == 1 and gray.mean.flatten().tolist() == [0.0] and gray.std.flatten().tolist() == [1.0]
     with pytest.raises(ConfigError, match="model.mean has 3 values but the network takes 1"):
         build_model("gray", net=nn.Conv2d(1, 4, 3), mean=(0.5, 0.5, 0.5))
+
+
+TINY_VIT_NET = {
+    "_target_": "torchvision.models.VisionTransformer",
+    "image_size": 32, "patch_size": 8, "num_layers": 2, "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32, "num_classes": 10,
+}
+
+
+def tiny_vit_render(objective: dict) -> torch.Tensor:
+    """A few steps of a batch-of-two render of a ViT built from its config (``model.net._target_``)."""
+    from featviz.app.build import build_run
+    from featviz.render import render
+
+    cfg = {
+        "model": {"name": "tiny_vit", "weights": "none", "net": TINY_VIT_NET},
+        "objective": objective, "param": {"kind": "fft", "size": 32}, "transforms": {"jitter": 2},
+        "regularizer": {"diversity": 1.0, "diversity_layer": f"{VIT_LAYER0}.mlp.1"},
+        "batch": 2, "steps": 3, "device": "cpu",
+    }
+    torch.manual_seed(0)  # the config's network is drawn from torch's global generator
+    parts = build_run(cfg)
+    assert parts.model.input_size == 32  # the ViT's own image_size
+    result = render(parts.model, parts.objective, parts.param, parts.transforms, parts.regularizers, parts.optimizer, steps=3,
+                    generator=parts.generator, device="cpu", callbacks=parts.callbacks)  # fmt: skip
+    assert result.final["diversity"] >= 0 and result.history[-1]["objective"] > result.history[0]["objective"]
+    return result.images
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        {"kind": "token", "layer": f"{VIT_LAYER0}.mlp.1", "token": 0, "unit": 3},
+        {"kind": "neuron", "layer": f"{VIT_LAYER0}.mlp.1", "unit": 3, "x": 1, "y": 2},
+        {"kind": "direction", "layer": "encoder", "units": [1, [4, 0.5]]},
+    ],
+    ids=["token", "neuron", "direction"],
+)
+def test_a_vit_renders_from_its_config_reproducibly(objective: dict) -> None:
+    assert torch.equal(tiny_vit_render(objective), tiny_vit_render(objective))
