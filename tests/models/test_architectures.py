@@ -204,3 +204,18 @@ def tiny_vit_render(objective: dict) -> torch.Tensor:
 )
 def test_a_vit_renders_from_its_config_reproducibly(objective: dict) -> None:
     assert torch.equal(tiny_vit_render(objective), tiny_vit_render(objective))
+
+
+def test_a_multispectral_network_gets_its_channel_count() -> None:
+    """Five input bands: the stem says so, the param draws five (no RGB decorrelation) and the
+    picture shows the first three."""
+    from featviz.images import to_uint8
+    from featviz.params import FFTImage
+
+    model = build_model("bands", net=nn.Sequential(nn.Conv2d(5, 4, 3), nn.ReLU()), mean=(0.5,), std=(0.25,))
+    assert model.in_channels == 5 and model.mean.shape == (1, 5, 1, 1)
+    param = FFTImage(16, batch=2, decorrelate=True, channels=5, generator=torch.Generator().manual_seed(0))
+    images = param()
+    assert images.shape == (2, 5, 16, 16) and not param.decorrelate
+    assert model(images, ["1"])["1"].shape == (2, 4, 14, 14)
+    assert to_uint8(images[0]).shape == (16, 16, 3) and to_uint8(images[0, :1]).shape == (16, 16)
