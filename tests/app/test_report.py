@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -119,3 +121,93 @@ def test_empty_dir_and_cli_entry_point(sweep: Path, tmp_path: Path, capsys) -> N
     proc = run_cli("report", str(sweep), "--no-grid", "--out", str(tmp_path / "cli"))
     assert proc.returncode == 0, proc.stderr
     assert "| param | seed |" in proc.stdout and (tmp_path / "cli" / "metrics.tex").exists()
+
+
+# --- report.html, curves, batches, several sweeps ------------------------------------------
+
+
+def img_sources(page: Path) -> list[str]:
+    """Every ``<img src>`` of an HTML page."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Images(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "img":
+                found.append(dict(attrs)["src"] or "")
+
+    Images().feed(page.read_text())
+    return found
+
+
+def test_html_page_has_every_run_curves_and_relative_images(sweep: Path, tmp_path: Path) -> None:
+    assert main([str(sweep), "--out", str(tmp_path), "--sort", "final/hf_share"]) == 0  # W&B's name of the metric
+    page = (tmp_path / "report.html").read_text()
+    sources = img_sources(tmp_path / "report.html")
+    assert sources == ["grid.png", "curves.png", "curves_runs.png"]
+    assert all((tmp_path / s).is_file() for s in sources)
+    assert page.count("<tr") == 1 + 4 and 'class="sortable"' in page
+    for job in ("0", "1", "2", "3"):
+        assert f'href="{Path(os.path.relpath(sweep / job, tmp_path)).as_posix()}/"' in page
+    rows = read_csv(tmp_path / "metrics.csv")
+    assert [float(r["hf_share"]) for r in rows] == sorted(float(r["hf_share"]) for r in rows)
+    # The activation curve is in every run's metrics.jsonl: every 8 steps, the snapshots and the last step.
+    lines = [json.loads(x) for x in (sweep / "0" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "activation" in r] == [0, 2, 4]
+    with Image.open(tmp_path / "curves_runs.png") as im:
+        assert im.width > 2 * 200  # one panel per run, several across
+
+
+def test_failed_run_shows_its_error_in_the_page(sweep: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    proc = run_cli(*SMALL, "param=pixel", "objective.unit=500", f"hydra.run.dir={copy / '4'}")
+    assert proc.returncode != 0
+    assert main([str(copy), "--out", str(tmp_path / "r")]) == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert '<tr class=failed>' in page and "500" in page.split("<tr class=failed>")[1].split("</tr>")[0]
+    assert "500" in read_csv(tmp_path / "r" / "metrics.csv")[-1]["error"]
+
+
+def test_one_run_folder_is_a_report_too(sweep: Path, tmp_path: Path) -> None:
+    assert main([str(sweep / "0"), "--out", str(tmp_path)]) == 0
+    assert len(read_csv(tmp_path / "metrics.csv")) == 1
+    assert all((tmp_path / s).is_file() for s in img_sources(tmp_path / "report.html"))
+    assert (tmp_path / "curves.png").is_file()
+
+
+def test_two_sweeps_side_by_side(sweep: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(sweep, other, ignore=shutil.ignore_patterns("report"))
+    assert main([str(sweep), str(other), "--out", str(tmp_path / "cmp"), "--where", "seed=0"]) == 0
+    rows = read_csv(tmp_path / "cmp" / "metrics.csv")
+    assert {r["sweep"] for r in rows} == {sweep.name, "other"} and len(rows) == 4
+    assert img_sources(tmp_path / "cmp" / "report.html") == ["grid_0.png", "grid_1.png", "curves.png", "curves_runs.png"]
+    with Image.open(tmp_path / "cmp" / "curves.png") as both:
+        assert both.width > 1.5 * 4.8 * 80  # one column of panels (4.8 in at 80 dpi) per sweep
+
+
+def test_batch_runs_get_one_tile_per_image(tmp_path: Path) -> None:
+    proc = run_cli(*SMALL, "batch=3", "steps=2", "snapshots=[0,2]", "metrics.views=0", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert main([str(tmp_path / "run"), "--out", str(tmp_path / "r"), "--tile", "32"]) == 0
+    with Image.open(tmp_path / "r" / "grid.png") as grid:
+        arr = np.asarray(grid.convert("L"))
+    assert grid.width > 2 * 3 * 32  # two steps, three 32 px tiles each
+    rows = arr[arr.shape[0] // 2]  # a line through the tiles: mostly image, not white
+    assert (rows[-3 * 36 :] < 250).mean() > 0.8
+
+
+def test_digits_follow_the_spread() -> None:
+    from featviz.app.report.tables import Row, cell, default_columns, fmt
+
+    def row(mean: float, std: float) -> Row:
+        return Row(["0"], {}, "completed", {"m": mean}, {"m": std}, 2)
+
+    assert cell(row(-1.9996, 0.0004), "m", "±") == "-1.99960 ± 0.00040"  # was "-2 ± 0"
+    assert cell(row(29.6, 2.3), "m", "±") == "29.6 ± 2.3"
+    assert cell(row(0.245, 0.112), "m", "±") == "0.245 ± 0.112"
+    assert fmt(-2.0) == "-2" and fmt(-1.9996) == "-2.00" and fmt(0.5) == "0.500"
+    # Whatever the scorecard adds to result.json shows up, in DEFAULT_COLUMNS order.
+    assert default_columns(["tv", "plausibility/b", "plausibility/a", "objective", "other"]) == ["objective", "plausibility/a", "plausibility/b", "tv"]
