@@ -187,8 +187,10 @@ def tiny_vit_render(objective: dict) -> torch.Tensor:
     torch.manual_seed(0)  # the config's network is drawn from torch's global generator
     parts = build_run(cfg)
     assert parts.model.input_size == 32  # the ViT's own image_size
-    result = render(parts.model, parts.objective, parts.param, parts.transforms, parts.regularizers, parts.optimizer, steps=3,
-                    generator=parts.generator, device="cpu", callbacks=parts.callbacks)  # fmt: skip
+    result = render(
+        parts.model, parts.objective, parts.param, parts.transforms, parts.regularizers, parts.optimizer,
+        steps=3, generator=parts.generator, device="cpu", callbacks=parts.callbacks,
+    )
     assert result.final["diversity"] >= 0 and result.history[-1]["objective"] > result.history[0]["objective"]
     return result.images
 
