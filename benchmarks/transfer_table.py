@@ -115,16 +115,16 @@ def main(argv: list[str] | None = None) -> int:
         for pair in args.configs.split(","):
             param, _, transforms = pair.partition(":")
             sweep(args.out, param, transforms, args.steps, args.seeds, args.classes, args.size)
-    from featviz.app.report import main as report
+    from featviz.app.cli import main as featviz_cli
 
     table_dir, grid_dir = args.out / "report_table", args.out / "report_grid"
     first_class, first_seed = args.classes.split(",")[0], args.seeds.split(",")[0]
     columns = "objective_clean,clean/prob,robust/objective,robust/top1,robust/top5,robust/prob,hf_share,spectral_slope,tv,steps_to_90"
     common = [str(args.out), "--sort", "robust/prob", "--desc"]
-    rc = report([*common, "--out", str(table_dir), "--mean-over", "seed", "--columns", columns, "--no-grid"])
+    rc = featviz_cli(["report", *common, "--out", str(table_dir), "--mean-over", "seed", "--columns", columns, "--no-grid"])
     grid_steps = ",".join(map(str, sorted({0, args.steps // 8, args.steps // 2, args.steps})))
     where = ["--where", f"seed={first_seed}", "--where", f"objective.unit={first_class}"]
-    rc = rc or report([*common, "--out", str(grid_dir), *where, "--steps", grid_steps, "--tile", "80"])
+    rc = rc or featviz_cli(["report", *common, "--out", str(grid_dir), *where, "--steps", grid_steps, "--tile", "80"])
     if rc:
         return rc
     if args.docs is not None:
