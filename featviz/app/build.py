@@ -27,7 +27,10 @@ from featviz.errors import ConfigError, WeightsError
 from featviz.metrics.callback import MetricsCallback
 from featviz.metrics.diversity import DiversityMetric, deepest_layer
 from featviz.metrics.views import UnseenViews
+from featviz.metrics.reference import ReferenceSet
+from featviz.metrics.scorer import ReferenceScorer
 from featviz.models import FeatureModel, build_model
+from featviz.models.registry import check_model_name
 from featviz.models.speedups.options import PerfOptions
 from featviz.objectives import build_objective
 from featviz.objectives.base import Objective
@@ -231,7 +234,8 @@ def build_metrics_callback(cfg: Mapping[str, Any], device: str | torch.device = 
 
     A missing ``eval_model`` weights file is not an error: the run goes on with a logged
     warning and without ``transfer/*`` (the ``robust/*`` scores on unseen views remain). An
-    unknown model name is an error, raised before any optimization.
+    unknown model name or reference folder is an error, raised before any optimization; the
+    eval network itself is loaded only when a metric needs it (class runs, a reference).
     """
     cfg = _typed(schemas.MetricsConfig, cfg, "metrics")
     if not cfg["enabled"]:

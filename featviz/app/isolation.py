@@ -10,8 +10,12 @@ reported as one :class:`JobCrashed` line, which the entry point treats like any 
 
 Children come from a fork server that has imported torch but never run a kernel: forking
 the job process itself after torch's thread pool has run hangs the child (OpenMP is not
-fork-safe), and a fresh interpreter per job would pay the imports again. SIGTERM/SIGINT
-sent to this process are passed on, so the child checkpoints as it would in-process.
+fork-safe), and a fresh interpreter per job would pay the imports again.
+
+Stop signals (those the checkpointer handles) sent to this process are passed on, and the
+child treats them as this process would have in-process: a signal this process ignores is
+ignored there; one with a Python handler here (submitit's requeue on SIGUSR2) makes the
+child checkpoint and hand the signal back, and that handler then runs here.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from featviz.checkpoint import SIGNALS
 from featviz.errors import FeatvizError, Preempted
 from featviz.images import save_json
 from featviz.rundir import RESULT_NAME, read_json
@@ -36,7 +41,9 @@ log = logging.getLogger("featviz")
 
 #: Imported by the fork server once, so each child starts with them loaded.
 PRELOAD = ["torch", "featviz.app.job"]
-FORWARDED = (signal.SIGTERM, signal.SIGINT)
+FORWARDED = tuple(getattr(signal, name) for name in SIGNALS if hasattr(signal, name))
+#: The child's exit from a handed-back signal, as the checkpointer sees it.
+HAND_BACK = 75
 
 
 class JobCrashed(FeatvizError):
@@ -47,8 +54,25 @@ def _log_files() -> list[str]:
     return [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
 
 
-def _child(send: Connection, target: Callable[..., Any], args: tuple[Any, ...], log_files: list[str]) -> None:
+def _hand_back(signum: int, _frame: object) -> None:
+    """In the child, in place of the job process's own Python handler: end, and let it run there."""
+    raise SystemExit(HAND_BACK)
+
+
+def _dispositions() -> dict[int, str]:
+    """How this process treats each stop signal now: ``ignore``, ``python`` (a handler) or ``default``."""
+    found = {}
+    for sig in FORWARDED:
+        handler = signal.getsignal(sig)
+        found[sig] = "ignore" if handler == signal.SIG_IGN else "python" if callable(handler) and handler is not signal.default_int_handler else "default"
+    return found
+
+
+def _child(send: Connection, target: Callable[..., Any], args: tuple[Any, ...], log_files: list[str], dispositions: dict[int, str]) -> None:
     """The child's body: log where the parent logs, run ``target``, send back how it ended."""
+    for sig, how in dispositions.items():
+        if how != "default":
+            signal.signal(sig, signal.SIG_IGN if how == "ignore" else _hand_back)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     fmt = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
@@ -67,19 +91,33 @@ def _child(send: Connection, target: Callable[..., Any], args: tuple[Any, ...], 
 
 
 @contextmanager
-def _forwarding(process: multiprocessing.process.BaseProcess) -> Iterator[None]:
-    """While the child runs, a stop signal to this process is passed on to it instead."""
+def _forwarding(process: multiprocessing.process.BaseProcess, previous: dict[int, Any]) -> Iterator[None]:
+    """While the child runs, a stop signal to this process is passed on to it instead.
+
+    ``previous`` is filled with the handlers this process had, restored on the way out.
+    """
 
     def forward(signum: int, _frame: object) -> None:
         if process.pid is not None:
             os.kill(process.pid, signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    previous.update({sig: signal.signal(sig, forward) for sig in FORWARDED})
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _run_handed_back(stop: Preempted, handler: Callable[[int, Any], Any]) -> Preempted:
+    """Run this process's own handler of the signal the child handed back (as the
+    checkpointer does in-process); what it exits with becomes the stop's exit code."""
+    try:
+        handler(getattr(signal, stop.signal_name), None)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        return Preempted(stop.signal_name, stop.step, stop.steps, stop.path, code, handed_over=True)
+    return stop
 
 
 @contextmanager
@@ -136,8 +174,9 @@ def run_isolated(target: Callable[..., Any], args: tuple[Any, ...], out_dir: Pat
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(send, target, args, _log_files()), name="featviz-job")
-    with _forwarding(process):
+    process = ctx.Process(target=_child, args=(send, target, args, _log_files(), _dispositions()), name="featviz-job")
+    previous: dict[int, Any] = {}
+    with _forwarding(process, previous):
         with _standard_start_method():
             process.start()
         send.close()
@@ -156,6 +195,9 @@ def run_isolated(target: Callable[..., Any], args: tuple[Any, ...], out_dir: Pat
     if kind == "ok":
         return value
     if kind == "raised":
+        handler = previous.get(getattr(signal, value.signal_name, -1)) if isinstance(value, Preempted) else None
+        if isinstance(value, Preempted) and value.handed_over and callable(handler):
+            raise _run_handed_back(value, handler)
         raise value
     name, message, trace = value
     log.error("job failed in its child process:\n%s", trace)

@@ -312,6 +312,11 @@ class MetricsConfig:
     view_blur: List[float] = field(default_factory=lambda: [0.5, 1.0])
     hf_cutoff: float = 0.25
     progress_fraction: float = 0.9
+    reference: Optional[str] = None
+    knn: int = 5
+    exemplar_quantile: float = 0.2
+    path_layers: int = 8
+    path_threshold: float = 0.5
 
 
 @dataclass
@@ -414,6 +419,10 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "metrics.views": (0, None),
     "metrics.hf_cutoff": (0, 0.5),
     "metrics.progress_fraction": (0, 1),
+    "metrics.knn": (1, None),
+    "metrics.exemplar_quantile": (0, 0.5),
+    "metrics.path_layers": (1, None),
+    "metrics.path_threshold": (-1, 1),
     "units.batch": (1, None),
     "sheet.columns": (1, None),
 }

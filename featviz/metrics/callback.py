@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 
@@ -21,6 +22,7 @@ from featviz.metrics.views import (
     resize_square,
     view_metrics,
 )
+from featviz.metrics.scorer import ReferenceScorer
 from featviz.models import LOGITS, FeatureModel
 
 log = logging.getLogger("featviz")
@@ -37,7 +39,11 @@ class MetricsCallback(Callback):
         view_seed: seeds the views; the same seed gives every run of a sweep the same views,
             so their ``robust/*`` numbers compare like for like.
         view_transform: how a view is made.
-        eval_model: the independent network for ``transfer/*`` (class objectives only).
+        eval_model: the independent network for ``transfer/*`` (class objectives) and for
+            the reference scores, or a function that builds it (called once, on first use:
+            a unit run without a reference never loads it).
+        reference: scores against a reference folder (``plausibility/*``, ``path/*``,
+            ``mis/accuracy``, ``exemplar_ratio``); they need the eval model.
         hf_cutoff: cut-off of ``hf_share`` in cycles per pixel.
         progress_fraction: the fraction of ``steps_to_<percent>``.
     """
@@ -47,9 +53,10 @@ class MetricsCallback(Callback):
         views: int = 16,
         view_seed: int = 0,
         view_transform: UnseenViews | None = None,
-        eval_model: FeatureModel | None = None,
+        eval_model: FeatureModel | Callable[[], FeatureModel | None] | None = None,
         hf_cutoff: float = 0.25,
         progress_fraction: float = 0.9,
+        reference: ReferenceScorer | None = None,
     ) -> None:
         if int(views) < 0:
             raise ConfigError(f"metrics.views={views} must be >= 0 (0 leaves out robust/*)")
@@ -58,7 +65,8 @@ class MetricsCallback(Callback):
         self.views = int(views)
         self.view_seed = int(view_seed)
         self.view_transform = view_transform or UnseenViews()
-        self.eval_model = eval_model
+        self._eval_model = eval_model
+        self.reference = reference
         self.hf_cutoff = float(hf_cutoff)
         self.progress_fraction = float(progress_fraction)
 
@@ -71,23 +79,50 @@ class MetricsCallback(Callback):
             gen = torch.Generator().manual_seed(self.view_seed)
             out.update(view_metrics(ctx.model, ctx.objective, images, self.view_transform, self.views, gen))
         targets = class_targets(ctx.objective, images.shape[0])
-        if any(t is not None for t in targets):
+        has_class = any(t is not None for t in targets)
+        if has_class:
             with torch.no_grad():
                 clean = ctx.model(resize_square(images, ctx.model.input_size), [LOGITS])[LOGITS]
             out.update({f"clean/{k}": v for k, v in class_scores(clean, targets).items()})
-            if self.eval_model is not None:
-                out.update({f"transfer/{k}": v for k, v in self._transfer(images, targets, ctx.device).items()})
+        if has_class or self.reference is not None:
+            eval_model = self.eval_model
+            if eval_model is not None:
+                eval_model = eval_model.to(ctx.device)
+                if has_class:
+                    out.update(self._transfer(eval_model, images, targets))
+                if self.reference is not None:
+                    out.update(self.reference.score(ctx.model, ctx.objective, images, targets, eval_model))
         return out
 
-    def _transfer(self, images: torch.Tensor, targets: list[int | None], device: torch.device) -> dict[str, float]:
-        assert self.eval_model is not None
-        model = self.eval_model.to(device)
+    @property
+    def eval_model(self) -> FeatureModel | None:
+        """The eval network, built on first use when a builder was given."""
+        if callable(self._eval_model) and not isinstance(self._eval_model, FeatureModel):
+            self._eval_model = self._eval_model()
+        return self._eval_model
+
+    @eval_model.setter
+    def eval_model(self, model: FeatureModel | Callable[[], FeatureModel | None] | None) -> None:
+        self._eval_model = model
+
+    def _transfer(self, model: FeatureModel, images: torch.Tensor, targets: list[int | None]) -> dict[str, float]:
+        """``transfer/top1|top5|prob`` on the final image and ``transfer/view_*`` on the unseen views."""
         if model.num_classes is not None and any(t is not None and t >= model.num_classes for t in targets):
             log.warning("eval model %s has %s classes; transfer/* left out for target %s", model.name, model.num_classes, targets)
             return {}
         with torch.no_grad():
             logits = model(resize_square(images, model.input_size), [LOGITS])[LOGITS]
-        return class_scores(logits, targets)
+        out = {f"transfer/{k}": v for k, v in class_scores(logits, targets).items()}
+        if self.views:
+            gen = torch.Generator().manual_seed(self.view_seed)
+            totals: dict[str, float] = {}
+            with torch.no_grad():
+                for _ in range(self.views):
+                    view = self.view_transform(images, gen, model.input_size)
+                    for k, v in class_scores(model(view, [LOGITS])[LOGITS], targets).items():
+                        totals[k] = totals.get(k, 0.0) + v
+            out.update({f"transfer/view_{k}": v / self.views for k, v in totals.items()})
+        return out
 
     def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
         result.final.update(self.compute(ctx, result))

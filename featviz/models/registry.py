@@ -64,6 +64,14 @@ def available_models() -> list[str]:
     return [*_EMBEDDED, *torchvision_names()]
 
 
+def check_model_name(name: str, key: str = "model.name") -> None:
+    """Raise :class:`UnknownModelError` (naming ``key`` and the closest names) unless ``name`` is a registry model."""
+    if name in _EMBEDDED or name in torchvision_names():
+        return
+    hint = ", ".join(closest(name, available_models())) or "efficientnet_lite0, googlenet, resnet50"
+    raise UnknownModelError(f"unknown model {name!r} ({key}); closest: {hint}")
+
+
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Load a state dict safely (``weights_only=True``), with errors that name the file."""
     p = Path(path).expanduser()
@@ -184,8 +192,7 @@ def build_model(
         elif name in torchvision_names():
             net = _build_torchvision(name, weights)
         else:
-            hint = ", ".join(closest(name, available_models())) or "efficientnet_lite0, googlenet, resnet50"
-            raise UnknownModelError(f"unknown model {name!r}; closest: {hint}")
+            check_model_name(name)
     elif weights not in (None, "imagenet"):
         load_weights_into(net, load_state_dict_file(weights), weights)
     preset = torchvision_preprocessing(name) if name in torchvision_names() else None
