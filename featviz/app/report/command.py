@@ -11,6 +11,7 @@ from featviz.app.report.grid import make_grid
 from featviz.app.report.html import Links, Page, render_page
 from featviz.app.report.plots import overlay, small_multiples
 from featviz.app.report.runs import SWEEP_KEY, filter_runs, load_sweeps, read_curves, varying_keys, wandb_dir
+from featviz.app.report.stability import add_seed_stability
 from featviz.app.report.tables import Row, all_metrics, default_columns, fmt, make_rows, metric_name, sort_rows, to_csv, to_latex, to_markdown
 from featviz.app.tracking.session import short_keys
 from featviz.errors import ConfigError
@@ -34,6 +35,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--steps", default=None, help="comma-separated snapshot steps for the grid columns (default: all)")
     ap.add_argument("--tile", type=int, default=96, help="grid tile size in pixels")
     ap.add_argument("--no-grid", action="store_true", help="no snapshot grid")
+    ap.add_argument("--stability-model", default="efficientnet_lite1", metavar="NAME", help="network whose features give seed_stability with --mean-over seed (default: efficientnet_lite1; none = off)")
     return ap
 
 
@@ -122,6 +124,8 @@ def report(args: argparse.Namespace) -> dict[str, Path]:
     if unknown:
         raise ConfigError(f"--mean-over {unknown} not an override of this sweep; use some of {sorted(known)}")
     rows = make_rows(runs, keys, mean_over)
+    if "seed" in mean_over and args.stability_model not in ("", "none"):
+        add_seed_stability(rows, runs, args.stability_model)
     metrics = all_metrics(rows)
     if args.sort is not None:
         args.sort = metric_name(args.sort, metrics)
