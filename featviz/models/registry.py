@@ -195,7 +195,8 @@ def build_model(
             check_model_name(name)
     elif weights not in (None, "imagenet"):
         load_weights_into(net, load_state_dict_file(weights), weights)
-    preset = torchvision_preprocessing(name) if name in torchvision_names() else None
+    # The embedded models need no torchvision metadata (importing torchvision costs ~2 s of start-up).
+    preset = torchvision_preprocessing(name) if name not in _EMBEDDED and name in torchvision_names() else None
     fixed = getattr(net, "image_size", None)
     if input_size and isinstance(fixed, int) and input_size != fixed:
         raise ConfigError(f"model.input_size={input_size} but {name!r} takes {fixed} px only (its image_size); set model.input_size=null")
