@@ -39,8 +39,21 @@ from featviz.rundir import RESULT_NAME, read_json
 
 log = logging.getLogger("featviz")
 
-#: Imported by the fork server once, so each child starts with them loaded.
-PRELOAD = ["torch", "featviz.app.job"]
+#: Imported by the fork server once, so each child starts with them loaded: what a job imports
+#: (``torch._dynamo`` is what torch.optim pulls in on the first optimizer, ~2 s; wandb ~0.7 s).
+PRELOAD = [
+    "torch",
+    "torch._dynamo",
+    "featviz.app.job",
+    "featviz.app.build",
+    "featviz.render",
+    "featviz.checkpoint",
+    "featviz.writer",
+    "featviz.progress",
+    "featviz.metrics.activation",
+    "featviz.app.tracking",
+    "wandb",
+]
 FORWARDED = tuple(getattr(signal, name) for name in SIGNALS if hasattr(signal, name))
 #: The child's exit from a handed-back signal, as the checkpointer sees it.
 HAND_BACK = 75

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -24,17 +25,36 @@ from featviz.app.config import REPO_ROOT, to_plain
 log = logging.getLogger("featviz")
 
 
-def set_threads(threads: int | None) -> None:
-    """Apply the ``threads`` config (torch's CPU threads for this job; None keeps torch's default)."""
+def idle_cores() -> int:
+    """Cores not busy now: the usable cores less the 1-minute load average, rounded, at least 1.
+
+    On a 2-core machine with another job running, two torch threads were measured 6x slower
+    than one (they wait on each other at every parallel region); a job that takes only the
+    idle cores avoids that.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, round(cores - busy)))
+
+
+def set_threads(threads: int | str | None) -> None:
+    """Apply the ``threads`` config: a count, ``auto`` (:func:`idle_cores`), or None (torch's default)."""
     import torch
 
     from featviz.errors import ConfigError
 
     if threads is None:
         return
-    if threads < 1:
-        raise ConfigError(f"threads={threads} must be >= 1, or null for torch's default")
-    torch.set_num_threads(threads)
+    if threads == "auto":
+        threads = idle_cores()
+        log.info("threads=auto: %d torch thread(s) (load average %.1f)", threads, os.getloadavg()[0])
+    try:
+        count = int(threads)
+    except (TypeError, ValueError):
+        raise ConfigError(f"threads={threads!r} must be a whole number >= 1, auto (the idle cores) or null for torch's default") from None
+    if count < 1:
+        raise ConfigError(f"threads={threads} must be >= 1, auto (the idle cores) or null for torch's default")
+    torch.set_num_threads(count)
 
 
 def environment() -> dict[str, Any]:

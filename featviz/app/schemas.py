@@ -370,7 +370,7 @@ class Config:
     tags: List[str] = field(default_factory=list)
     checkpoint_every: int = 50
     isolate: Optional[bool] = None  # None: on in multirun (a native crash fails one job), off for one run
-    threads: Optional[int] = None  # torch CPU threads; null = torch's default (the launcher configs set it)
+    threads: Optional[Any] = None  # torch CPU threads: N, auto (the idle cores now) or null = torch's default (the launcher configs set it)
     # Free-form blocks the experiment configs use for their own axes (spectrum.level, figure.layer).
     spectrum: Optional[Any] = None
     figure: Optional[Any] = None
