@@ -75,3 +75,19 @@ def load_png(path: str | os.PathLike[str]) -> torch.Tensor:
     """PNG -> ``[3, H, W]`` float in [0, 1]."""
     arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def load_image(path: str | os.PathLike[str], size: int) -> torch.Tensor:
+    """``[3, size, size]`` in [0, 1]: shorter side resized to ``size``, then a centre crop.
+
+    The same view the network scores, so the pictures saved are what it saw.
+    """
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+    w, h = rgb.size
+    scale = size / min(w, h)
+    rgb = rgb.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR)
+    w, h = rgb.size
+    left, top = (w - size) // 2, (h - size) // 2
+    rgb = rgb.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()

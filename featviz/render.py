@@ -24,6 +24,7 @@ from torch import nn
 from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
 from featviz.errors import CheckpointError, ConfigError, NonFiniteLossError
 from featviz.models.feature_model import FeatureModel
+from featviz.models.layout import LayerMap
 from featviz.objectives.base import Objective
 from featviz.params.base import ImageParam
 from featviz.params.fourier import FFTImage
@@ -176,7 +177,7 @@ def render(
         while True:
             images = param()
             acts = model(transforms(images, generator), objective.layers)
-            per_image = objective(acts)
+            per_image = score_views(objective, acts, images.shape[0])
             score = per_image.mean()
             terms = {r.name: r.weight * r.penalty(images).mean() for r in regularizers}
             loss = -score + sum(terms.values(), torch.zeros((), device=dev))
@@ -224,6 +225,21 @@ def render(
     for cb in callbacks:
         cb.on_end(ctx, result)
     return result
+
+
+def score_views(objective: Objective, acts: Mapping[str, torch.Tensor], batch: int) -> torch.Tensor:
+    """The objective per image ``[batch]``; with several views per image, the mean over views.
+
+    Transforms that make views (``transforms.crops``) lay them out view-major (view ``k`` of
+    image ``b`` is row ``k * batch + b``), so each block of ``batch`` rows is scored as one
+    whole batch: objectives that pick a batch element or compare images see a batch.
+    """
+    rows = next(iter(acts.values())).shape[0]
+    if rows == batch:
+        return objective(acts)
+    layouts = getattr(acts, "layouts", {})
+    blocks = [LayerMap({k: v[i : i + batch] for k, v in acts.items()}, layouts) for i in range(0, rows, batch)]
+    return torch.stack([objective(block) for block in blocks]).mean(0)
 
 
 def loop_state(ctx: RenderContext, step: int) -> dict[str, Any]:

@@ -9,6 +9,9 @@ With ``fuse_geometry=True`` it also folds the jitter crops and the final resize 
 one resample (a crop and a bilinear resize are affine maps too), so the whole
 jitter-scale-rotate-jitter-resize chain costs a single ``grid_sample`` at the model's input
 size: same random draws, same geometry, one interpolation instead of two.
+
+:class:`RandomCrops` turns each image into several views (one batch ``crops`` times larger,
+view-major); the render loop scores each block of views as one batch and averages.
 """
 
 from __future__ import annotations
@@ -220,21 +223,83 @@ class Compose(Transform):
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         pending: torch.Tensor | None = None
         size: Size = (images.shape[-2], images.shape[-1])
+        count = images.shape[0]  # images after the pending maps (RandomCrops multiplies them)
         for t in self.transforms:
             if self._fusable(t):
                 assert isinstance(t, GeometricTransform)
-                m, size = t.plan(images.shape[0], size, generator)
+                m, size = t.plan(count, size, generator)
                 # Later transforms act on the output of earlier ones: in sampling-grid terms the
                 # earlier map is applied last, hence the right-multiplication order.
-                pending = m if pending is None else pending @ m
+                pending = m if pending is None else _repeat(pending, m.shape[0]) @ m
+                count = m.shape[0]
                 continue
             if pending is not None:
-                images, pending = warp(images, pending, size), None
+                images, pending = warp(_repeat(images, count), pending, size), None
             images = t(images, generator)
-            size = (images.shape[-2], images.shape[-1])
-        if pending is not None and not (size == tuple(images.shape[-2:]) and torch.equal(pending, torch.eye(3).expand_as(pending))):
-            images = warp(images, pending, size)
+            size, count = (images.shape[-2], images.shape[-1]), images.shape[0]
+        identity = pending is not None and count == images.shape[0] and torch.equal(pending, torch.eye(3).expand_as(pending))
+        if pending is not None and not (size == tuple(images.shape[-2:]) and identity):
+            images = warp(_repeat(images, count), pending, size)
         return images
+
+
+def _repeat(t: torch.Tensor, count: int) -> torch.Tensor:
+    """``t`` stacked view-major to ``count`` rows (row ``k * len(t) + b`` is copy ``k`` of ``t[b]``)."""
+    return t if t.shape[0] == count else t.repeat(count // t.shape[0], *[1] * (t.dim() - 1))
+
+
+class RandomCrops(GeometricTransform):
+    """``crops`` random square-aspect crops of every image, each zoomed back to the image's size.
+
+    Why: one update then averages the gradient over many views of the image (MACO's
+    reference implementations use 6-32 crops per step), so structure that only one crop
+    position rewards averages out and the image must work at every place and scale, which
+    is what keeps high frequencies down. The crops are one batch of ``crops * B`` images,
+    view-major (crop ``k`` of image ``b`` is row ``k * B + b``), so every block of ``B`` rows
+    is a whole batch for objectives that read batch positions.
+
+    A crop's side is a fraction of the image side drawn from ``size = (low, high)``; its
+    centre is drawn so the crop stays inside the image. ``end``, if given, is the range at
+    the run's last step, reached linearly from ``size`` as :attr:`progress` goes from 0 to 1
+    (:class:`featviz.schedules.CropSchedule` sets it each step).
+    """
+
+    def __init__(self, crops: int, size: Sequence[float] = (0.5, 1.0), end: Sequence[float] | None = None) -> None:
+        if int(crops) < 1:
+            raise ConfigError(f"transforms.crops={crops} must be >= 1 (0 in the config leaves crops out)")
+        self.crops = int(crops)
+        self.size = _fraction_range(size, "transforms.crop_size")
+        self.end = _fraction_range(end, "transforms.crop_size_end") if end is not None else None
+        self.progress = 0.0
+
+    def size_range(self) -> tuple[float, float]:
+        """The crop-side range at the current :attr:`progress`."""
+        if self.end is None:
+            return self.size
+        p = min(max(self.progress, 0.0), 1.0)
+        return (self.size[0] + p * (self.end[0] - self.size[0]), self.size[1] + p * (self.end[1] - self.size[1]))
+
+    def plan(self, n: int, size: Size, generator: torch.Generator | None) -> tuple[torch.Tensor, Size]:
+        rows = n * self.crops
+        low, high = self.size_range()
+        side = _uniform(generator, rows, low, high)
+        centre = _uniform(generator, 2 * rows, -1.0, 1.0).view(2, rows) * (1.0 - side)
+        m = torch.eye(3).repeat(rows, 1, 1)
+        m[:, 0, 0], m[:, 1, 1] = side, side
+        m[:, 0, 2], m[:, 1, 2] = centre[0], centre[1]
+        return m, size
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        m, size = self.plan(images.shape[0], (images.shape[-2], images.shape[-1]), generator)
+        return warp(_repeat(images, m.shape[0]), m, size)
+
+
+def _fraction_range(value: Sequence[float], key: str) -> tuple[float, float]:
+    """``[low, high]`` with ``0 < low <= high <= 1``, or a one-line error naming ``key``."""
+    pair = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    if len(pair) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair) or not 0 < pair[0] <= pair[1] <= 1:
+        raise ConfigError(f"{key}={value!r} must be [low, high] with 0 < low <= high <= 1 (fractions of the image side), e.g. [0.5, 1.0]")
+    return float(pair[0]), float(pair[1])
 
 
 def build_transforms(
@@ -246,12 +311,16 @@ def build_transforms(
     jitter_after: int = 0,
     resize: int | None = None,
     fuse_geometry: bool = False,
+    crops: int = 0,
+    crop_size: Sequence[float] = (0.5, 1.0),
+    crop_size_end: Sequence[float] | None = None,
 ) -> Compose:
-    """The configurable stack: pad, jitter, scale, rotate, a second jitter, resize.
+    """The configurable stack: pad, jitter, scale, rotate, a second jitter, crops, resize.
 
     Any value at 0 / None leaves that stage out, so one sweep can switch each on alone.
     The article's "standard" stack is ``pad=12, jitter=8, scale=(0.9, 1.1), rotate=10,
-    jitter_after=4``. ``fuse_geometry`` resamples once for everything after the pad.
+    jitter_after=4``. ``crops`` > 0 adds :class:`RandomCrops` (that many views per image).
+    ``fuse_geometry`` resamples once for everything after the pad.
     """
     stages: list[Transform] = []
     if pad:
@@ -268,6 +337,8 @@ def build_transforms(
         stages.append(RandomRotate(rotate))
     if jitter_after:
         stages.append(Jitter(jitter_after))
+    if crops:
+        stages.append(RandomCrops(crops, crop_size, crop_size_end))
     if resize:
         stages.append(Resize(resize))
     return Compose(stages, fuse_geometry=fuse_geometry)

@@ -108,6 +108,9 @@ class RunWriter(Callback):
         for i, img in enumerate(result.images):
             self._save_png(img, f"final_{i}.png")
         self._save_png(result.images, FINAL_IMAGE)
+        # Images other callbacks hand over by name (the RGBA param's alpha map, featviz.regularizers.alpha).
+        for name, images in ctx.extra.get("images", {}).items():
+            self._save_png(images, f"{name}.png")
         with _writing(self.out_dir / RESULT_NAME):
             self.write_result("completed", result.final, steps_done=result.steps)
 

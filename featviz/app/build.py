@@ -30,6 +30,7 @@ from featviz.metrics.views import UnseenViews
 from featviz.metrics.reference import ReferenceSet
 from featviz.metrics.scorer import ReferenceScorer
 from featviz.models import FeatureModel, build_model
+from featviz.models.redirected import activations
 from featviz.models.registry import check_model_name
 from featviz.models.speedups.options import PerfOptions
 from featviz.objectives import build_objective
@@ -37,10 +38,16 @@ from featviz.objectives.base import Objective
 from featviz.objectives.batch import DIVERSITY_KINDS, Alignment
 from featviz.params import PARAMS, build_param
 from featviz.params.base import ImageParam
+from featviz.params.init_image import load_photo, start_from
+from featviz.params.rgba import RGBAImage
+from featviz.regularizers.accentuation import PhotoDistance
+from featviz.regularizers.alpha import AlphaImages, AlphaPenalty
+from featviz.regularizers.base import Regularizer
 from featviz.regularizers.frequency import build_regularizers
 from featviz.regularizers.preconditioners import build_preconditioners
 from featviz.regularizers.priors import build_priors
 from featviz.render import RunParts, resolve_device
+from featviz.schedules import CropSchedule, LRSchedule, RedirectedReLU
 from featviz.transforms import Compose, build_transforms
 
 log = logging.getLogger("featviz")
@@ -145,7 +152,7 @@ def param_from_config(cfg: Mapping[str, Any], batch: int, generator: torch.Gener
 
     ``channels``: the model's input channels; a kind that cannot draw them is refused.
     """
-    options = {k: v for k, v in cfg.items() if k not in ("kind", "grad_blur_sigma", "grad_normalize")}
+    options = {k: v for k, v in cfg.items() if k not in ("kind", "grad_blur_sigma", "grad_normalize", "init_image")}
     if channels != 3:
         if "channels" not in inspect.signature(PARAMS[cfg["kind"]]).parameters:
             takes = ", ".join(k for k, c in PARAMS.items() if "channels" in inspect.signature(c).parameters)
@@ -155,7 +162,10 @@ def param_from_config(cfg: Mapping[str, Any], batch: int, generator: torch.Gener
         if options["checkpoint"] in (None, "???"):
             raise ConfigError("param.checkpoint is required with param=generator; point it at the generator's trained weights")
         options["net"] = instantiate_module(options["net"], "param.net")
-    return build_param(cfg["kind"], generator=generator, batch=batch, **options)
+    param = build_param(cfg["kind"], generator=generator, batch=batch, **options)
+    if cfg.get("init_image"):
+        start_from(param, load_photo(cfg["init_image"], param.size, channels))
+    return param
 
 
 def optimizer_from_config(cfg: Mapping[str, Any]) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
@@ -174,8 +184,46 @@ def optimizer_from_config(cfg: Mapping[str, Any]) -> Callable[[Iterable[nn.Param
         raise ConfigError(f"optimizer._target_={target!r} is not a torch.optim.Optimizer class; use e.g. torch.optim.Adam or torch.optim.SGD")
     if cls is torch.optim.LBFGS:
         raise ConfigError("optimizer._target_=torch.optim.LBFGS needs a closure, which the render loop does not give; use torch.optim.Adam")
-    kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and v is not None}
+    kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and v is not None and k not in SCHEDULE_KEYS}
     return lambda params: cls(params, **kwargs)
+
+
+#: The optimizer group's keys that set the learning-rate schedule, not the optimizer.
+SCHEDULE_KEYS = ("schedule", "warmup", "lr_min", "step_every", "step_gamma")
+
+
+def schedule_from_config(cfg: Mapping[str, Any]) -> LRSchedule | None:
+    """The ``optimizer`` group's learning-rate schedule; None for a constant rate."""
+    cfg = _typed(schemas.OptimizerConfig, cfg, "optimizer")
+    if cfg["schedule"] == "none" and cfg["warmup"] == 0:
+        return None
+    return LRSchedule(cfg["schedule"], cfg["warmup"], cfg["lr_min"], cfg["step_every"], cfg["step_gamma"])
+
+
+def photo_and_alpha_terms(pcfg: Mapping[str, Any], rcfg: Mapping[str, Any], param: ImageParam, model: FeatureModel) -> list[Regularizer]:
+    """The accentuation distance to ``param.init_image`` and the RGBA alpha penalty, each left out at weight 0."""
+    terms: list[Regularizer] = []
+    if rcfg["accentuation"] > 0:
+        if not pcfg.get("init_image"):
+            raise ConfigError("regularizer.accentuation keeps the render near param.init_image; set param.init_image=PATH or regularizer.accentuation=0")
+        if rcfg["accentuation_layer"]:
+            model.check_layers([rcfg["accentuation_layer"]])
+        photo = load_photo(pcfg["init_image"], param.size, model.in_channels)
+        terms.append(PhotoDistance(rcfg["accentuation"], photo, model, rcfg["accentuation_layer"]))
+    if rcfg["alpha"] > 0:
+        terms.append(AlphaPenalty(rcfg["alpha"], param))
+    return terms
+
+
+def step_callbacks(cfg: Mapping[str, Any], param: ImageParam, transforms: Compose, model: FeatureModel) -> list[Callback]:
+    """What changes with the step (learning rate, crop sizes, redirected ReLUs) and the RGBA alpha map."""
+    callbacks: list[Callback] = [c for c in (schedule_from_config(cfg["optimizer"]), CropSchedule.of(transforms)) if c is not None]
+    if cfg["model"]["redirected_relu"] > 0:
+        activations(model.net)  # a network without ReLU modules is refused now, not at the first step
+        callbacks.append(RedirectedReLU(cfg["model"]["redirected_relu"]))
+    if isinstance(param, RGBAImage):
+        callbacks.append(AlphaImages())
+    return callbacks
 
 
 def perf_from_config(cfg: Mapping[str, Any] | None) -> PerfOptions:
@@ -306,7 +354,9 @@ def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunP
         *build_priors(
             param, rcfg["denoiser"], rcfg["denoiser_path"], rcfg["patch"], rcfg["patch_bank"], rcfg["patch_stride"], rcfg["patch_bank_size"], rcfg["latent"]
         ),
+        *photo_and_alpha_terms(pcfg, rcfg, param, model),
     ]
+    callbacks = [*step_callbacks(cfg, param, transforms, model), *callbacks]
     optimizer = optimizer_from_config(cfg["optimizer"])
     # Last, once the objective (with its batch terms) is known: its layers stay exact. Any
     # other folded convolution a callback reads later is unfolded when asked for.

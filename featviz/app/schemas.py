@@ -34,6 +34,7 @@ LoggerMode = _choices("LoggerMode", "offline", "online", "disabled")
 LoggerKind = _choices("LoggerKind", "wandb", "none")
 Amp = _choices("Amp", "none", "bf16")
 UnitKind = _choices("UnitKind", "channel", "neuron")
+Schedule = _choices("Schedule", "none", "cosine", "step")  # learning-rate schedule (featviz.schedules.LRSchedule)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ModelConfig:
     in_channels: Optional[int] = None  # null = read from the network's stem convolution
     mean: Optional[List[float]] = None  # null = the weights' own, ImageNet's for RGB, else 0
     std: Optional[List[float]] = None  # null = the weights' own, ImageNet's for RGB, else 1
+    redirected_relu: int = 0  # redirected ReLU/ReLU6 gradients for this many first steps (0 = exact throughout)
 
 
 # --- objectives: one schema per kind --------------------------------------------------
@@ -159,6 +161,7 @@ class ColourParamConfig(ParamConfig):
     sd: float = 0.01
     decorrelate: bool = True
     value_range: ValueRange = ValueRange.sigmoid
+    init_image: Optional[str] = None  # start from this photo (feature accentuation; fft, shared_fft, pixel, laplacian)
 
 
 @dataclass
@@ -206,6 +209,12 @@ class MacoParam(ParamConfig):
 
 
 @dataclass
+class RGBAParam(FFTParam):
+    kind: str = "rgba"
+    background_grid: int = 4  # random background colours on this grid a side, upsampled
+
+
+@dataclass
 class GeneratorParam(ParamConfig):
     kind: str = "generator"
     net: Any = MISSING  # {_target_: importable.Class, ...arguments}
@@ -223,6 +232,7 @@ PARAM_SCHEMAS: dict[str, type[ParamConfig]] = {
     "cppn": CPPNParam,
     "maco": MacoParam,
     "generator": GeneratorParam,
+    "rgba": RGBAParam,
 }
 
 
@@ -240,6 +250,9 @@ class TransformsConfig:
     scale: Optional[Any] = None
     rotate: float = 0.0
     jitter_after: int = 0
+    crops: int = 0  # random crops per image per step, scored as one batch (0 = off)
+    crop_size: List[float] = field(default_factory=lambda: [0.5, 1.0])  # crop side, fraction of the image side
+    crop_size_end: Optional[List[float]] = None  # the range at the last step (linear from crop_size); null = fixed
     resize: bool = True  # resample to the model's input size last
 
 
@@ -269,6 +282,9 @@ class RegularizerConfig:
     patch_stride: Optional[int] = None
     patch_bank_size: int = 1024
     latent: float = 0.0
+    accentuation: float = 0.0  # distance to param.init_image (feature accentuation)
+    accentuation_layer: Optional[str] = None  # measured in this layer's activations; null = in pixels
+    alpha: float = 0.0  # mean opacity of param=rgba
 
 
 @dataclass
@@ -283,6 +299,13 @@ class OptimizerConfig:
     betas: Optional[List[float]] = None
     eps: Optional[float] = None
     nesterov: Optional[bool] = None
+    momentum_decay: Optional[float] = None  # torch.optim.NAdam's
+    # The learning-rate schedule (featviz.schedules.LRSchedule), not passed to the optimizer.
+    schedule: Schedule = Schedule.none
+    warmup: int = 0  # updates of linear warm-up
+    lr_min: float = 0.0  # cosine: the last update's rate, a fraction of lr
+    step_every: Optional[int] = None  # step: decay every N updates; null = a quarter of the run
+    step_gamma: float = 0.5  # step: the factor at each decay
 
 
 @dataclass
@@ -426,6 +449,7 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "units.batch": (1, None),
     "sheet.columns": (1, None),
 }
+    "model.redirected_relu": (0, None),
 
 
 def register() -> None:
@@ -436,4 +460,13 @@ def register() -> None:
     for kind, schema in PARAM_SCHEMAS.items():
         cs.store(group="schema/param", name=kind, node=schema)
     for kind, schema in OBJECTIVE_SCHEMAS.items():
+    "param.background_grid": (1, None),
         cs.store(group="schema/objective", name=kind, node=schema)
+    "transforms.crops": (0, None),
+    "transforms.crop_size": (1e-3, 1),
+    "transforms.crop_size_end": (1e-3, 1),
+    "optimizer.momentum_decay": (0, None),
+    "optimizer.warmup": (0, None),
+    "optimizer.lr_min": (0, 1),
+    "optimizer.step_every": (1, None),
+    "optimizer.step_gamma": (1e-6, 1),

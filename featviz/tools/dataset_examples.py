@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from featviz.errors import ConfigError, DatasetError
-from featviz.images import atomic_write_bytes, save_json, to_uint8
+from featviz.images import atomic_write_bytes, load_image, save_json, to_uint8
 from featviz.models import FeatureModel
 from featviz.models.layout import grid_of
 from featviz.objectives.directions import Direction, DirectionBase, RandomDirection
@@ -78,22 +78,6 @@ def find_images(root: str | Path) -> list[Path]:
             f"point it at a folder of photos or of class sub-folders of photos"
         )
     return images
-
-
-def load_image(path: Path, size: int) -> torch.Tensor:
-    """``[3, size, size]`` in [0, 1]: shorter side resized to ``size``, then a centre crop.
-
-    The same view the network scores, so the pictures saved are what it saw.
-    """
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
-    w, h = rgb.size
-    scale = size / min(w, h)
-    rgb = rgb.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR)
-    w, h = rgb.size
-    left, top = (w - size) // 2, (h - size) // 2
-    rgb = rgb.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
 class _Images(Dataset):

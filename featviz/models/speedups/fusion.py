@@ -156,7 +156,8 @@ class FusedConvAct(nn.Module):
         return weight, packed, spec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        prepared = self._prepare(x) if _fusable_input(x, self.weight) else None
+        # A hooked activation (featviz.models.redirected) must run as itself: plain path.
+        prepared = self._prepare(x) if _fusable_input(x, self.weight) and not self.act._forward_hooks else None
         if prepared is None:
             return self.act(self.conv(x))
         weight, packed, spec = prepared
