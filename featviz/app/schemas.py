@@ -397,6 +397,7 @@ class Config:
     # Free-form blocks the experiment configs use for their own axes (spectrum.level, figure.layer).
     spectrum: Optional[Any] = None
     figure: Optional[Any] = None
+    pipeline: Optional[Any] = None  # the pipeline experiment's rung name (pipeline.technique)
 
 
 @dataclass
@@ -420,6 +421,7 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "model.input_size": (8, None),
     "model.in_channels": (1, None),
     "model.std": (1e-12, None),
+    "model.redirected_relu": (0, None),
     "objective.token": (0, None),
     "param.size": (8, None),
     "param.sd": (0, None),
@@ -430,14 +432,23 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "param.latent_sd": (0, None),
     "param.grad_blur_sigma": (0, None),
     "param.grad_normalize": (0, None),
+    "param.background_grid": (1, None),
     "transforms.pad": (0, None),
     "transforms.jitter": (0, None),
     "transforms.jitter_after": (0, None),
+    "transforms.crops": (0, None),
+    "transforms.crop_size": (1e-3, 1),
+    "transforms.crop_size_end": (1e-3, 1),
     "regularizer.*": (0, None),  # every weight, sigma, stride and size
     "optimizer.lr": (0, None),
     "optimizer.momentum": (0, None),
     "optimizer.weight_decay": (0, None),
     "optimizer.eps": (0, None),
+    "optimizer.momentum_decay": (0, None),
+    "optimizer.warmup": (0, None),
+    "optimizer.lr_min": (0, 1),
+    "optimizer.step_every": (1, None),
+    "optimizer.step_gamma": (1e-6, 1),
     "logger.log_every": (1, None),
     "metrics.views": (0, None),
     "metrics.hf_cutoff": (0, 0.5),
@@ -449,7 +460,6 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "units.batch": (1, None),
     "sheet.columns": (1, None),
 }
-    "model.redirected_relu": (0, None),
 
 
 def register() -> None:
@@ -460,13 +470,4 @@ def register() -> None:
     for kind, schema in PARAM_SCHEMAS.items():
         cs.store(group="schema/param", name=kind, node=schema)
     for kind, schema in OBJECTIVE_SCHEMAS.items():
-    "param.background_grid": (1, None),
         cs.store(group="schema/objective", name=kind, node=schema)
-    "transforms.crops": (0, None),
-    "transforms.crop_size": (1e-3, 1),
-    "transforms.crop_size_end": (1e-3, 1),
-    "optimizer.momentum_decay": (0, None),
-    "optimizer.warmup": (0, None),
-    "optimizer.lr_min": (0, 1),
-    "optimizer.step_every": (1, None),
-    "optimizer.step_gamma": (1e-6, 1),

@@ -37,6 +37,11 @@ BAD_VALUES = [
     ("optimizer.lr=inf", "featviz: error: optimizer.lr=inf must be a finite number", True),
     ("transforms.jitter=-3", "featviz: error: transforms.jitter=-3 must be >= 0", True),
     ("device=tpu", "featviz: error: device='tpu'", True),
+    ("optimizer.schedule=linear", "optimizer.schedule", False),
+    ("transforms.crops=-1", "featviz: error: transforms.crops=-1 must be >= 0", True),
+    ("transforms.crop_size=[0.5,2]", "featviz: error: transforms.crop_size=2", True),
+    ("model.redirected_relu=-4", "featviz: error: model.redirected_relu=-4 must be >= 0", True),
+    ("regularizer.alpha=1", "featviz: error: regularizer.alpha acts on the alpha channel of param=rgba", True),
 ]
 
 
