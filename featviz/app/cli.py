@@ -43,9 +43,11 @@ _C = "featviz.app.commands"
 COMMANDS: tuple[Command, ...] = (
     Command("render", "optimize images for an objective (the default command; -m sweeps)", "hydra", "featviz.app.main:main"),
     Command("units", "every channel of a layer in batches, one labelled contact sheet", "hydra", f"{_C}.units:main"),
+    Command("microscope", "every unit of some layers as resumable shards of one multirun, and a static site", "hydra", f"{_C}.microscope:main"),
     Command("layers", "a model's hookable layers and their output shapes", "config", f"{_C}.layers:run", f"{_C}.layers:parser"),
     Command("checkerboard", "input-gradient magnitude per layer (the checkerboard figure)", "config", f"{_C}.diagnostics:run_checkerboard", f"{_C}.diagnostics:checkerboard_parser"),
     Command("directions", "L-inf, L2 and decorrelated steepest-ascent directions", "config", f"{_C}.diagnostics:run_directions", f"{_C}.diagnostics:directions_parser"),
+    Command("microscope-site", "the static site of a microscope sweep, from its shards' saved units", "folder", f"{_C}.microscope:run_site", f"{_C}.microscope:site_parser"),
     Command("report", "a finished sweep as a comparison grid and metrics tables", "folder", "featviz.app.report:run", "featviz.app.report:parser"),
     Command("dataset-examples", "the images of a folder that most and least excite a unit", "folder", f"{_C}.dataset_examples:run", f"{_C}.dataset_examples:parser"),
     Command("maco-spectrum", "the magnitude spectrum of param=maco from a folder of photos", "folder", f"{_C}.priors:run", f"{_C}.priors:maco_spectrum_parser"),

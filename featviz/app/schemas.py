@@ -408,6 +408,35 @@ class UnitsAppConfig(Config):
     sheet: SheetConfig = field(default_factory=SheetConfig)
 
 
+@dataclass
+class MicroscopeConfig:
+    """``featviz microscope``: the units of ``layers`` split into ``shards`` jobs of one multirun."""
+
+    layers: List[str] = field(default_factory=lambda: ["blocks.1"])
+    units: Optional[List[int]] = None  # null = every channel of each layer; else these channels of each
+    shards: int = 1  # jobs of the multirun (microscope.shard = 0..shards-1 is swept)
+    shard: int = 0  # which one this job is
+    batch: int = 8  # units per optimization (unit i of a batch = batch element i)
+    kind: UnitKind = UnitKind.channel
+    facets: int = 0  # extra images per unit, optimized together with the diversity term (0 = none)
+    facet_diversity: float = 20.0  # its weight (regularizer.diversity of the facets' render)
+    reference: Optional[str] = None  # a folder of photos: each unit's dataset examples and exemplar_ratio
+    examples: int = 4  # dataset examples shown per side (top and bottom)
+    scorecard: bool = True  # per-unit metrics: robust (metrics.views unseen views), hf_share, spectral_slope, tv
+    site: bool = True  # write <sweep>/site/ at the end of the multirun
+
+
+@dataclass
+class MicroscopeAppConfig(Config):
+    """The primary config of ``featviz microscope`` (``conf/microscope.yaml``)."""
+
+    microscope: MicroscopeConfig = field(default_factory=MicroscopeConfig)
+
+
+#: The schema of each primary config (``conf/<name>.yaml``, ``render`` = ``conf/config.yaml``).
+APP_SCHEMAS: dict[str, type[Config]] = {"render": Config, "units": UnitsAppConfig, "microscope": MicroscopeAppConfig}
+
+
 #: Inclusive [low, high] of the numeric options (None: unbounded); ``group.*`` covers every
 #: number of that group. Every float must also be finite. Checked by ``app.build.validate``.
 RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
@@ -459,14 +488,24 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "metrics.path_threshold": (-1, 1),
     "units.batch": (1, None),
     "sheet.columns": (1, None),
+    "microscope.units": (0, None),
+    "microscope.shards": (1, None),
+    "microscope.shard": (0, None),
+    "microscope.batch": (1, None),
+    "microscope.facets": (0, None),
+    "microscope.facet_diversity": (0, None),
+    "microscope.examples": (1, None),
 }
 
 
 def register() -> None:
     """Put every schema in Hydra's ConfigStore (idempotent: storing twice replaces)."""
     cs = ConfigStore.instance()
-    cs.store(name="featviz_schema", node=Config)
-    cs.store(name="featviz_units_schema", node=UnitsAppConfig)
+    # The primary configs' schemas, one group option each: conf/config.yaml picks schema/app=render
+    # first in its defaults, and conf/units.yaml overrides that choice in place, so its schema is
+    # merged first too and every group merged after it (model=NAME included) keeps its values.
+    for name, node in APP_SCHEMAS.items():
+        cs.store(group="schema/app", name=name, node=node, package="_global_")
     for kind, schema in PARAM_SCHEMAS.items():
         cs.store(group="schema/param", name=kind, node=schema)
     for kind, schema in OBJECTIVE_SCHEMAS.items():

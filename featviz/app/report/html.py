@@ -14,16 +14,8 @@ from dataclasses import dataclass, field
 from html import escape
 
 from featviz.app.report.tables import Row, cell, header
+from featviz.tools.html_page import document, figures
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-.meta { color: #555; } figure { margin: 0 1.5em 1em 0; display: inline-block; vertical-align: top; }
-figcaption { font-size: 0.85em; color: #555; } img { max-width: 100%; }
-table { border-collapse: collapse; font-size: 0.85em; } th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #eee; }
-th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.failed td { background: #fde8e8; } .err { color: #a00; font-size: 0.9em; }
-"""
 
 # Click a header: sort by it (numbers by value, text naturally), click again: reverse. Empty cells go last.
 SCRIPT = """
@@ -87,31 +79,20 @@ def _table(page: Page) -> str:
     return "\n".join(lines)
 
 
-def _figures(items: Sequence[tuple[str, str]]) -> str:
-    return "\n".join(f'<figure><img src="{escape(src)}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>' for caption, src in items)
-
-
 def render_page(page: Page) -> str:
     """The whole page as one HTML string."""
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{escape(page.title)}</title>",
-        f"<style>{STYLE}</style></head><body>",
-        f"<h1>{escape(page.title)}</h1>",
+    body = [
         *(f'<p class="meta">{escape(line)}</p>' for line in page.sweeps),
         '<p><a href="#snapshots">snapshots</a> · <a href="#metrics">metrics</a> · <a href="#curves">curves</a> · '
         '<a href="metrics.csv">metrics.csv</a> · <a href="metrics.md">metrics.md</a> · <a href="metrics.tex">metrics.tex</a></p>',
         '<h2 id="snapshots">Snapshots</h2>',
-        _figures(page.grids) if page.grids else "<p>No grid (--no-grid).</p>",
+        figures(page.grids) if page.grids else "<p>No grid (--no-grid).</p>",
         '<h2 id="metrics">Metrics</h2>',
         "<p>Final metrics of each run (mean ± std where runs are averaged); click a header to sort.</p>",
         _table(page),
         '<h2 id="curves">Curves</h2>',
         "<p><code>objective</code>: what the optimizer maximizes, on a transformed image; "
         "<code>activation</code>: the same objective on the untransformed image, every <code>activation_every</code> steps.</p>",
-        _figures(page.curves) if page.curves else "<p>No run recorded a metrics.jsonl.</p>",
-        f"<script>{SCRIPT}</script>",
-        "</body></html>",
+        figures(page.curves) if page.curves else "<p>No run recorded a metrics.jsonl.</p>",
     ]
-    return "\n".join(parts) + "\n"
+    return document(page.title, body, script=SCRIPT)

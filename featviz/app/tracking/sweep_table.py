@@ -45,7 +45,7 @@ def metric_columns(jobs: list[JobRecord]) -> list[str]:
 
 
 @contextmanager
-def _data_dir(path: Path) -> Iterator[None]:
+def artifact_staging(path: Path) -> Iterator[None]:
     """Point W&B's artifact staging into ``path`` while the table is logged.
 
     A logged table becomes an artifact whose files (the table and every job's final image)
@@ -98,7 +98,7 @@ def log_sweep_table(logger_cfg: Mapping[str, Any], tags: list[str], sweep_dir: P
         tags=tags,
     )
     try:
-        with _data_dir(Path(run.settings.sync_dir)):
+        with artifact_staging(Path(run.settings.sync_dir)):
             run.log({TABLE_KEY: table})
         run.summary.update(summary)
     except BaseException:
