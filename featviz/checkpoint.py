@@ -51,6 +51,27 @@ WATCH_KEYS = ("logger", "progress", "tags", "checkpoint_every")
 Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
+def yield_to_signal(signum: int, previous: Handler, step: int, steps: int, path: Path) -> None:
+    """Do with a stop signal caught at ``step`` what the handler before ours (``previous``) would have.
+
+    Ignored: nothing. A Python handler (submitit: requeue and exit, or log and carry on): run
+    it; if it exits, :class:`Preempted` with its exit code, ``handed_over``. Default: Preempted
+    with ``128 + signum``, the code the signal itself would have ended the process with.
+    ``path`` is where the state was saved, for the message.
+    """
+    name = signal.Signals(signum).name
+    if previous == signal.SIG_IGN:
+        return
+    if callable(previous) and previous is not signal.default_int_handler:
+        try:
+            previous(signum, None)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+            raise Preempted(name, step, steps, path, code, handed_over=True) from exc
+        return
+    raise Preempted(name, step, steps, path, 128 + signum)
+
+
 class Checkpointer(Callback):
     """Saves the loop's state every ``every`` steps (0: only on signals) and on SIGTERM/SIGINT/SIGUSR1/SIGUSR2.
 
@@ -98,20 +119,11 @@ class Checkpointer(Callback):
         """Let the received signal take its course now that the state is safe on disk."""
         signum, self._received = self._received, None
         assert signum is not None
-        previous = self._previous.get(signum, signal.SIG_DFL)
-        name = signal.Signals(signum).name
-        if previous == signal.SIG_IGN:
-            return
-        if callable(previous) and previous is not signal.default_int_handler:  # e.g. submitit: requeue and exit, or log and carry on
-            try:
-                previous(signum, None)
-            except SystemExit as exc:
-                self._uninstall()
-                code = exc.code if isinstance(exc.code, int) else 1
-                raise Preempted(name, step, ctx.steps, self.path, code, handed_over=True) from exc
-            return
-        self._uninstall()
-        raise Preempted(name, step, ctx.steps, self.path, 128 + signum)
+        try:
+            yield_to_signal(signum, self._previous.get(signum, signal.SIG_DFL), step, ctx.steps, self.path)
+        except Preempted:
+            self._uninstall()
+            raise
 
     # --- callback hooks ---------------------------------------------------------------
     def on_start(self, ctx: RenderContext) -> None:

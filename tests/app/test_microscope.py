@@ -185,3 +185,22 @@ def test_one_wandb_run_per_shard_with_its_unit_table(tmp_path):
         assert rows[0]["activation"] == pytest.approx(record["metrics"]["activation"])
         assert read.state["exit_code"] == 0 and read.state["summary"]["microscope/units"] == len(units)
     assert len(groups) == 1
+
+
+def test_sigterm_stops_a_shard_as_preempted(tmp_path):
+    """A stop signal (Slurm's preemption, SIGTERM) ends the batch cleanly: the finished batches stay, the shard says preempted."""
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    cmd = [sys.executable, "-m", "featviz", "microscope", *TINY, "steps=40", "microscope.units=[0,1,2,3,4,5]", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list((sweep / "0" / "microscope" / "blocks.1").glob("*.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the shard ended before its first batch was saved"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # to the job process: it passes the signal on to its render child
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "preempted: shard 0: stopped by SIGTERM" in err and f"hydra.sweep.dir={sweep}" in err
+    result = json.loads((sweep / "0" / "result.json").read_text())
+    assert result["status"] == "preempted"
+    assert sorted(p.name for p in (sweep / "0" / "microscope" / "blocks.1").glob("*.json")) == ["0.json", "1.json"]

@@ -40,8 +40,9 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
             from featviz.app.isolation import run_isolated
 
             return run_isolated(run_shard, (container, out_dir, overrides), out_dir, {"overrides": overrides, "config": container})
-    except Preempted as exc:
-        print(f"featviz: preempted: {shard}: {exc}; run the same command with hydra.sweep.dir={hydra_cfg.sweep.dir} to resume", file=sys.stderr)
+    except Preempted as exc:  # the process was told to stop, so the multirun stops too
+        then = "its job's handler took over (under submitit: requeued; the requeued shard resumes)" if exc.handed_over else f"run the same command with hydra.sweep.dir={hydra_cfg.sweep.dir} to resume"
+        print(f"featviz: preempted: {shard}: stopped by {exc.signal_name} at step {exc.step}/{exc.steps} of a batch; its finished batches are saved; {then}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except FeatvizError as exc:
         print(f"featviz microscope: error: {shard}: {exc}", file=sys.stderr)

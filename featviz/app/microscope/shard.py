@@ -13,6 +13,8 @@ a rerun skip it whole; a folder holding another config's shard is refused.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -25,8 +27,9 @@ import torch.nn.functional as F
 from featviz.app.build import build_run, model_from_config
 from featviz.app.microscope.plan import Batch, layer_units, plan_batches, shard_batches
 from featviz.app.microscope.tracking import log_shard
-from featviz.checkpoint import WATCH_KEYS, config_differences, find_resume_point
-from featviz.errors import CheckpointError, ConfigError
+from featviz.callbacks import Callback, RenderContext
+from featviz.checkpoint import SIGNALS, WATCH_KEYS, Handler, config_differences, find_resume_point, yield_to_signal
+from featviz.errors import CheckpointError, ConfigError, Preempted
 from featviz.images import grid, save_json, save_png
 from featviz.metrics.per_unit import exemplar_ratio, image_metrics_each, layer_scores, robust_each
 from featviz.metrics.reference import ReferenceSet
@@ -92,6 +95,43 @@ def _claim(out_dir: Path, cfg: Mapping[str, Any], planned: Mapping[str, list[int
     )
 
 
+class StopSignals(Callback):
+    """A stop signal (SIGTERM, Slurm's USR2, Ctrl-C) ends the shard at the next step or between batches.
+
+    Installed for the whole shard, not per render, so a signal between two batches is caught
+    too. The batch it stops is rendered again on the rerun (its finished ones are on disk),
+    so no loop state is saved; the signal then takes its course (:func:`yield_to_signal`:
+    submitit's requeue under Slurm).
+    """
+
+    def __init__(self, saved_in: Path) -> None:
+        self.saved_in = saved_in  # where the finished batches are, for the message
+        self.received: int | None = None
+        self.previous: dict[int, Handler] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for name in SIGNALS:
+                if hasattr(signal, name):
+                    self.previous[getattr(signal, name)] = signal.signal(getattr(signal, name), self._on_signal)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.received = signum
+
+    def check(self, step: int = 0, steps: int = 0) -> None:
+        if self.received is not None:
+            signum, self.received = self.received, None
+            yield_to_signal(signum, self.previous.get(signum, signal.SIG_DFL), step, steps, self.saved_in)
+
+    def on_after_update(self, ctx: RenderContext, step: int) -> None:
+        self.check(step, ctx.steps)
+
+
 class Shard:
     """Renders one shard's batches with one loaded model; see the module docstring."""
 
@@ -112,6 +152,7 @@ class Shard:
                                  tuple(metrics.get("view_downscale", (0.5, 0.8))), tuple(metrics.get("view_blur", (0.5, 1.0))))
         self.n_views, self.view_seed = int(metrics.get("views", 16)), int(metrics.get("view_seed", 0))
         self.hf_cutoff, self.quantile = float(metrics.get("hf_cutoff", 0.25)), float(metrics.get("exemplar_quantile", 0.2))
+        self.stop = StopSignals(self.out_dir / UNITS_DIR)
 
     def files(self, batch: Batch) -> list[UnitFiles]:
         return [UnitFiles(self.out_dir, batch.layer, u) for u in batch.units]
@@ -121,12 +162,14 @@ class Shard:
         _claim(self.out_dir, self.cfg, self.planned)
         rendered = skipped = 0
         seconds = 0.0
-        for batch in self.batches:
-            if all(f.done for f in self.files(batch)):
-                skipped += len(batch.units)
-                continue
-            seconds += self.render_batch(batch)
-            rendered += len(batch.units)
+        with self.stop:
+            for batch in self.batches:
+                self.stop.check()
+                if all(f.done for f in self.files(batch)):
+                    skipped += len(batch.units)
+                    continue
+                seconds += self.render_batch(batch)
+                rendered += len(batch.units)
         total = sum(len(b.units) for b in self.batches)
         spent = sum(float((f.read_record() or {}).get("seconds") or 0.0) for b in self.batches for f in self.files(b))
         return {"units": total, "rendered_now": rendered, "skipped": skipped, "seconds_now": seconds, "seconds": spent,
@@ -141,8 +184,10 @@ class Shard:
             # The objective only tells build_run which layer to keep exact; render_units uses UnitsObjective.
             return build_run({**self.render_cfg, "batch": len(chunk), "seed": seed, "objective": {"kind": "channel", "layer": batch.layer, "unit": chunk[0]}}, model=self.model)
 
-        progress = (lambda _k, _c: [ProgressBar()]) if self.cfg.get("progress", True) else (lambda _k, _c: [])
-        result = render_units(self.model, batch.layer, list(batch.units), make_parts, batch=len(batch.units), steps=int(self.cfg["steps"]), kind=str(self.m["kind"]), callbacks=progress)
+        def callbacks(_k: int, _chunk: list[int]) -> list[Callback]:
+            return [ProgressBar(), self.stop] if self.cfg.get("progress", True) else [self.stop]
+
+        result = render_units(self.model, batch.layer, list(batch.units), make_parts, batch=len(batch.units), steps=int(self.cfg["steps"]), kind=str(self.m["kind"]), callbacks=callbacks)
         records = [{"activation": s} for s in result.scores]
         if self.m["scorecard"]:
             objective = UnitsObjective(batch.layer, list(batch.units), str(self.m["kind"]))
@@ -208,7 +253,8 @@ def run_shard(cfg: Mapping[str, Any], out_dir: Path, overrides: Sequence[str] = 
         final = shard.run()
         log_shard(cfg, out_dir, [f for b in shard.batches for f in shard.files(b)], final, list(overrides))
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        stopped = isinstance(exc, (KeyboardInterrupt, Preempted))
+        status = "preempted" if isinstance(exc, Preempted) and exc.signal_name != "SIGINT" else "interrupted" if stopped else "failed"
         save_json({**result, "status": status, "final": {}, "error": {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(limit=8)}}, out_dir / RESULT_NAME)
         raise
     save_json({**result, "status": "completed", "steps_done": int(cfg["steps"]), "final": final}, out_dir / RESULT_NAME)
