@@ -23,7 +23,7 @@ from torch import nn
 from featviz.app import schemas
 from featviz.app.config import to_plain
 from featviz.callbacks import Callback
-from featviz.errors import ConfigError, WeightsError
+from featviz.errors import ConfigError, DatasetError, WeightsError
 from featviz.metrics.callback import MetricsCallback
 from featviz.metrics.diversity import DiversityMetric, deepest_layer
 from featviz.metrics.views import UnseenViews
@@ -297,8 +297,12 @@ def build_metrics_callback(cfg: Mapping[str, Any], device: str | torch.device = 
         check_model_name(name, "metrics.eval_model")  # now; the network itself only when a metric needs it
         callback.eval_model = lambda: _eval_model(name, cfg["eval_weights"], device)
     if cfg["reference"] not in (None, ""):
+        try:
+            reference = ReferenceSet.from_folder(cfg["reference"])
+        except DatasetError as exc:
+            raise DatasetError(f"metrics.reference={cfg['reference']}: {exc}") from None
         callback.reference = ReferenceScorer(
-            ReferenceSet.from_folder(cfg["reference"]),
+            reference,
             knn=cfg["knn"],
             quantile=cfg["exemplar_quantile"],
             path_layers=cfg["path_layers"],

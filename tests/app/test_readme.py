@@ -89,6 +89,8 @@ def test_readme_command_runs(line: str, places: dict[str, Path], request: pytest
             extra.append("units.list=[0,1]")
         if args and args[0] == "microscope":
             extra.append("microscope.units=[0,1]")
+        if "+experiment=scorecard" in line:  # one stack, one seed, the photos as the reference
+            extra += ["experiment/stack=pixel", "seed=0", f"metrics.reference={places['photos']}"]
         if "launcher=joblib" in line:
             extra.append("hydra.launcher.n_jobs=2")  # this machine has two cores; the README's 4 is for a bigger one
         if any(c in line for c in COMPOSE_ONLY):  # composed, launcher included, but not run: first sweep value only
