@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from featviz.errors import ConfigError, UnitOutOfRangeError
+from featviz.errors import ConfigError, UnitOutOfRangeError, UnknownLayerError
 from featviz.models.feature_model import FeatureModel
 
 
@@ -31,7 +31,10 @@ def layer_units(model: FeatureModel, layers: Sequence[str], units: Sequence[int]
         raise ConfigError("microscope.layers is empty; name the layers to render, e.g. microscope.layers=[blocks.1,blocks.6]")
     if len(set(layers)) != len(layers):
         raise ConfigError(f"microscope.layers={list(layers)} names a layer twice; list each once")
-    model.check_layers(layers)
+    try:
+        model.check_layers(layers)
+    except UnknownLayerError as exc:
+        raise UnknownLayerError(f"microscope.layers: {exc}") from None
     shapes = model.layer_shapes(size, layers)
     plan = {}
     for layer in layers:

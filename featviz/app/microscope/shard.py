@@ -13,8 +13,6 @@ a rerun skip it whole; a folder holding another config's shard is refused.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -22,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from featviz.app.build import build_run, model_from_config
 from featviz.app.microscope.plan import Batch, layer_units, plan_batches, shard_batches
 from featviz.app.microscope.tracking import log_shard
-from featviz.callbacks import Callback, RenderContext
-from featviz.checkpoint import SIGNALS, WATCH_KEYS, Handler, config_differences, find_resume_point, yield_to_signal
+from featviz.app.microscope.exemplars import Exemplars
+from featviz.app.microscope.signals import StopSignals
+from featviz.callbacks import Callback
+from featviz.checkpoint import WATCH_KEYS, config_differences, find_resume_point
 from featviz.errors import CheckpointError, ConfigError, Preempted
 from featviz.images import grid, save_json, save_png
-from featviz.metrics.per_unit import exemplar_ratio, image_metrics_each, layer_scores, robust_each
-from featviz.metrics.reference import ReferenceSet
+from featviz.metrics.per_unit import exemplar_ratio, image_metrics_each, robust_each
 from featviz.metrics.views import UnseenViews
 from featviz.models.feature_model import FeatureModel
 from featviz.progress import ProgressBar
@@ -43,29 +41,6 @@ from featviz.tools.dataset_examples import top_bottom
 from featviz.tools.microscope_files import SHARD_NAME, UNITS_DIR, UnitFiles
 
 log = logging.getLogger("featviz")
-
-EXAMPLE_PX = 96  # side of a dataset example in a unit's strip
-
-
-class Exemplars:
-    """A reference folder's photos and, per layer, every channel's score of each (one pass per layer)."""
-
-    def __init__(self, folder: str, model: FeatureModel, kind: str) -> None:
-        self.reference = ReferenceSet.from_folder(folder)
-        self.photos = self.reference.images(model.input_size)
-        self.model, self.kind = model, kind
-        self._scores: dict[str, torch.Tensor] = {}
-
-    def scores(self, layer: str) -> torch.Tensor:
-        if layer not in self._scores:
-            self._scores[layer] = layer_scores(self.model, layer, self.photos, self.kind)
-        return self._scores[layer]
-
-    def strip(self, indices: list[int]) -> torch.Tensor:
-        """The photos ``indices`` side by side, each ``EXAMPLE_PX`` a side."""
-        small = F.interpolate(self.photos[indices], size=(EXAMPLE_PX, EXAMPLE_PX), mode="bilinear", align_corners=False, antialias=True)
-        return grid(small, nrow=len(indices))
-
 
 def _settings(cfg: Mapping[str, Any]) -> str:
     """One line saying how every unit was rendered, for the site's index page."""
@@ -93,43 +68,6 @@ def _claim(out_dir: Path, cfg: Mapping[str, Any], planned: Mapping[str, list[int
          "shard": m["shard"], "shards": m["shards"], "settings": _settings(cfg)},
         path,
     )
-
-
-class StopSignals(Callback):
-    """A stop signal (SIGTERM, Slurm's USR2, Ctrl-C) ends the shard at the next step or between batches.
-
-    Installed for the whole shard, not per render, so a signal between two batches is caught
-    too. The batch it stops is rendered again on the rerun (its finished ones are on disk),
-    so no loop state is saved; the signal then takes its course (:func:`yield_to_signal`:
-    submitit's requeue under Slurm).
-    """
-
-    def __init__(self, saved_in: Path) -> None:
-        self.saved_in = saved_in  # where the finished batches are, for the message
-        self.received: int | None = None
-        self.previous: dict[int, Handler] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for name in SIGNALS:
-                if hasattr(signal, name):
-                    self.previous[getattr(signal, name)] = signal.signal(getattr(signal, name), self._on_signal)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        self.received = signum
-
-    def check(self, step: int = 0, steps: int = 0) -> None:
-        if self.received is not None:
-            signum, self.received = self.received, None
-            yield_to_signal(signum, self.previous.get(signum, signal.SIG_DFL), step, steps, self.saved_in)
-
-    def on_after_update(self, ctx: RenderContext, step: int) -> None:
-        self.check(step, ctx.steps)
 
 
 class Shard:
