@@ -22,10 +22,10 @@ from typing import Any
 import torch
 
 from featviz.app.build import build_run, model_from_config
-from featviz.app.microscope.plan import Batch, layer_units, plan_batches, shard_batches
-from featviz.app.microscope.tracking import log_shard
 from featviz.app.microscope.exemplars import Exemplars
+from featviz.app.microscope.plan import Batch, layer_units, plan_batches, shard_batches
 from featviz.app.microscope.signals import StopSignals
+from featviz.app.microscope.tracking import log_shard
 from featviz.callbacks import Callback
 from featviz.checkpoint import WATCH_KEYS, config_differences, find_resume_point
 from featviz.errors import CheckpointError, ConfigError, Preempted
@@ -41,6 +41,12 @@ from featviz.tools.dataset_examples import top_bottom
 from featviz.tools.microscope_files import SHARD_NAME, UNITS_DIR, UnitFiles
 
 log = logging.getLogger("featviz")
+
+
+def _computed(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` without the keys that change how a shard is watched or merged, not what it renders."""
+    return {**{k: v for k, v in cfg.items() if k != "isolate"}, "microscope": {k: v for k, v in cfg["microscope"].items() if k != "site"}}
+
 
 def _settings(cfg: Mapping[str, Any]) -> str:
     """One line saying how every unit was rendered, for the site's index page."""
@@ -58,7 +64,7 @@ def _claim(out_dir: Path, cfg: Mapping[str, Any], planned: Mapping[str, list[int
     path = out_dir / UNITS_DIR / SHARD_NAME
     old = read_json(path)
     if old is not None:
-        diff = config_differences(old.get("config") or {}, cfg, ignore=(*WATCH_KEYS, "isolate", "microscope.site"))
+        diff = config_differences(_computed(old.get("config") or {"microscope": {}}), _computed(cfg), ignore=WATCH_KEYS)
         if diff:
             raise CheckpointError(f"{out_dir} holds a microscope shard of another config ({'; '.join(diff[:5])}); rerun with that config to resume, or choose a new hydra.sweep.dir")
         return
