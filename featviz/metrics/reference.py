@@ -114,7 +114,7 @@ class ReferenceSet:
                     return cached
             except (OSError, RuntimeError, ValueError) as exc:
                 log.warning("ignoring unreadable feature cache %s (%s)", path, exc)
-        feats = torch.cat([pooled_features(model, self.images(model.input_size, chunk)) for chunk in _chunks(len(self), 32)])
+        feats = torch.cat([pooled_features(model, self.images(model.input_size, chunk)) for chunk in index_chunks(len(self), 32)])
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -125,5 +125,6 @@ class ReferenceSet:
         return feats
 
 
-def _chunks(n: int, size: int) -> list[list[int]]:
+def index_chunks(n: int, size: int) -> list[list[int]]:
+    """``range(n)`` cut into lists of at most ``size`` indices (batches of reference images)."""
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]

@@ -18,7 +18,7 @@ import torch
 
 from featviz.errors import ConfigError
 from featviz.metrics.features import frechet_distance, pooled_features
-from featviz.metrics.reference import ReferenceSet
+from featviz.metrics.reference import ReferenceSet, index_chunks
 from featviz.metrics.scorecard import (
     divergence_layer,
     exemplars,
@@ -100,7 +100,7 @@ class ReferenceScorer:
         # One pass over the folder: each unit's score of every photo, each path layer's vectors.
         scores: list[list[torch.Tensor]] = [[] for _ in units]
         vectors: dict[str, list[torch.Tensor]] = {layer: [] for u in units for layer in u.path}
-        chunks = [list(range(i, min(i + self.batch_size, len(self.reference)))) for i in range(0, len(self.reference), self.batch_size)]
+        chunks = index_chunks(len(self.reference), self.batch_size)
         with torch.no_grad():
             for chunk in chunks:
                 acts = model(self.reference.images(model.input_size, chunk).to(device), wanted)
