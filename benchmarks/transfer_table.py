@@ -89,7 +89,7 @@ def view_sensitivity(out: Path, views: int) -> str:
         image = load_png(path.parent / "final.png")[None]
         for name, kw in VIEW_FAMILIES.items():
             r = view_metrics(model, class_logit(unit), image, UnseenViews(**kw), views, torch.Generator().manual_seed(0))
-            cells.setdefault(key, {}).setdefault(name, []).append((r["robust/top5"], r["robust/prob"]))
+            cells.setdefault(key, {}).setdefault(name, []).append((r["top5"], r["prob"]))
     lines = ["| class | param | transforms | " + " | ".join(f"{n}: top5 / prob" for n in VIEW_FAMILIES) + " |"]
     lines.append("| --- | --- | --- | " + " | ".join("---:" for _ in VIEW_FAMILIES) + " |")
     for key in sorted(cells):

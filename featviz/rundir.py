@@ -14,7 +14,7 @@ import json
 import os
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,23 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_step_records(path: Path) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """Each whole record of a ``metrics.jsonl`` as ``(step, record, line)``, in file order.
+
+    A kill can cut the last line short; such a line (or any without an integer ``step``) is
+    skipped, so the writer, the crash record and the report read a dead run's file alike.
+    """
+    if not path.is_file():
+        return
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+            step = int(record["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        yield step, record, line
 
 
 def _launched_overrides(folder: Path) -> list[str] | None:

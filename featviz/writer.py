@@ -15,7 +15,7 @@ import torch
 from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
 from featviz.errors import OutputError, Preempted
 from featviz.images import atomic_write_bytes, save_json, save_png
-from featviz.rundir import FINAL_IMAGE, RESULT_NAME
+from featviz.rundir import FINAL_IMAGE, RESULT_NAME, read_step_records
 
 log = logging.getLogger("featviz")
 
@@ -49,14 +49,7 @@ def _keep_steps_before(path: Path, step: int) -> None:
     """Drop the lines of ``metrics.jsonl`` at or after ``step`` (a resumed loop records them again)."""
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line)["step"] < step:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
-            continue
-    data = "".join(kept).encode()
+    data = "".join(line + "\n" for at, _, line in read_step_records(path) if at < step).encode()
     atomic_write_bytes(path, lambda f: f.write(data))
 
 

@@ -20,7 +20,6 @@ child checkpoint and hand the signal back, and that handler then runs here.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -35,7 +34,7 @@ from typing import Any
 from featviz.checkpoint import SIGNALS
 from featviz.errors import FeatvizError, Preempted
 from featviz.images import save_json
-from featviz.rundir import RESULT_NAME, read_json
+from featviz.rundir import METRICS_NAME, RESULT_NAME, read_json, read_step_records
 
 log = logging.getLogger("featviz")
 
@@ -153,15 +152,7 @@ def _standard_start_method() -> Iterator[None]:
 
 def _last_step(out_dir: Path) -> int:
     """The last step ``metrics.jsonl`` recorded (0 when none): how far the dead run got."""
-    path = out_dir / "metrics.jsonl"
-    last = 0
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                last = int(json.loads(line)["step"])
-            except (ValueError, KeyError, TypeError):  # the line the crash cut short
-                continue
-    return last
+    return max((step for step, _, _ in read_step_records(out_dir / METRICS_NAME)), default=0)
 
 
 def mark_crashed(out_dir: Path, reason: str, record: dict[str, Any]) -> None:

@@ -77,7 +77,8 @@ class MetricsCallback(Callback):
         out[f"steps_to_{round(self.progress_fraction * 100)}"] = steps_to_fraction(result.history, self.progress_fraction)
         if self.views:
             gen = torch.Generator().manual_seed(self.view_seed)
-            out.update(view_metrics(ctx.model, ctx.objective, images, self.view_transform, self.views, gen))
+            scores = view_metrics(ctx.model, ctx.objective, images, self.view_transform, self.views, gen)
+            out.update({f"robust/{k}": v for k, v in scores.items()})
         targets = class_targets(ctx.objective, images.shape[0])
         has_class = any(t is not None for t in targets)
         if has_class:
@@ -115,13 +116,8 @@ class MetricsCallback(Callback):
         out = {f"transfer/{k}": v for k, v in class_scores(logits, targets).items()}
         if self.views:
             gen = torch.Generator().manual_seed(self.view_seed)
-            totals: dict[str, float] = {}
-            with torch.no_grad():
-                for _ in range(self.views):
-                    view = self.view_transform(images, gen, model.input_size)
-                    for k, v in class_scores(model(view, [LOGITS])[LOGITS], targets).items():
-                        totals[k] = totals.get(k, 0.0) + v
-            out.update({f"transfer/view_{k}": v / self.views for k, v in totals.items()})
+            scores = view_metrics(model, None, images, self.view_transform, self.views, gen, targets)
+            out.update({f"transfer/view_{k}": v for k, v in scores.items()})
         return out
 
     def on_end(self, ctx: RenderContext, result: RenderResult) -> None:

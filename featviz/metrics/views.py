@@ -114,25 +114,31 @@ class UnseenViews:
 @torch.no_grad()
 def view_metrics(
     model: FeatureModel,
-    objective: Objective,
+    objective: Objective | None,
     images: torch.Tensor,
     views: UnseenViews,
     n_views: int,
     generator: torch.Generator,
+    targets: list[int | None] | None = None,
 ) -> dict[str, float]:
-    """``robust/objective`` (and ``robust/top1|top5|prob`` for class objectives), averaged over views."""
-    targets = class_targets(objective, images.shape[0])
+    """Scores averaged over ``n_views`` unseen views: ``objective`` (when given) and ``top1|top5|prob``.
+
+    The class targets are the objective's unless ``targets`` names them: the render's model
+    scores its own objective (``robust/*``), the eval model only the classes (``transfer/view_*``).
+    """
+    if targets is None:
+        targets = class_targets(objective, images.shape[0]) if objective is not None else []
     has_class = any(t is not None for t in targets)
-    layers = set(objective.layers) | ({LOGITS} if has_class else set())
+    layers = (set(objective.layers) if objective is not None else set()) | ({LOGITS} if has_class else set())
     totals: dict[str, float] = {}
     for _ in range(n_views):
         acts = model(views(images, generator, model.input_size), layers)
-        scores = {"objective": float(objective(acts).mean())}
+        scores = {"objective": float(objective(acts).mean())} if objective is not None else {}
         if has_class:
             scores.update(class_scores(acts[LOGITS], targets))
         for k, v in scores.items():
             totals[k] = totals.get(k, 0.0) + v
-    return {f"robust/{k}": v / n_views for k, v in totals.items()}
+    return {k: v / n_views for k, v in totals.items()}
 
 
 def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:

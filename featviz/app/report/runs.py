@@ -8,14 +8,13 @@ line up in one table and the differences between sweeps are one more label colum
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from featviz.errors import ConfigError
-from featviz.rundir import METRICS_NAME, JobRecord, read_sweep
+from featviz.rundir import METRICS_NAME, JobRecord, read_step_records, read_sweep
 
 SWEEP_KEY = "sweep"
 
@@ -83,16 +82,8 @@ def read_curves(folder: Path) -> dict[str, list[tuple[int, float]]]:
     A line cut short (a killed run) is skipped; a metric recorded only at some steps (the
     activation) has only those points.
     """
-    path = folder / METRICS_NAME
     curves: dict[str, list[tuple[int, float]]] = {}
-    if not path.is_file():
-        return curves
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-            step = int(rec["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
+    for step, rec, _ in read_step_records(folder / METRICS_NAME):
         for key, value in rec.items():
             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 curves.setdefault(key, []).append((step, float(value)))
