@@ -14,6 +14,7 @@ own virtual environment (it pins ``kornia<=0.4.1``)::
     python benchmarks/best_pipeline.py --out outputs/best_pipeline              # 16 classes x 3 sides
     python benchmarks/best_pipeline.py --classes 281,947 --sides best,default   # a subset
     python benchmarks/best_pipeline.py --out outputs/best_pipeline --table-only # the table again
+    python benchmarks/best_pipeline.py --out outputs/bp_seed1 --seeds 1 --merge outputs/best_pipeline  # one table of both
 
 It prints one row per class and side, then the mean top-1, the median hf_share and the
 median seconds per run of each side, with the machine's load average beside them.
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "best_pipeline")
     parser.add_argument("--lucent-steps", type=int, default=LUCENT_STEPS)
     parser.add_argument("--table-only", action="store_true", help="only read the runs in --out and print the table")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[],
+                        help="earlier --out folders whose runs join the table (other classes or seeds)")
     parser.add_argument("--lucent-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("extra", nargs="*", help="overrides for both featviz sides, e.g. threads=2")
     args = parser.parse_args(argv)
@@ -149,11 +152,19 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 featviz_side(side, args.out, args.classes, args.seeds, args.extra)
             load.append(os.getloadavg())
-    rows = [r for side in sides if side != "lucent" for r in featviz_rows(args.out, side)]
-    lucent_rows = args.out / "lucent" / "rows.json"
-    if "lucent" in sides and lucent_rows.is_file():
-        rows += json.loads(lucent_rows.read_text())
-    rows = [r for r in rows if r["class"] in classes and r["top1"] is not None]
+    rows = []
+    for folder in [args.out, *args.merge]:
+        rows += [r for side in sides if side != "lucent" for r in featviz_rows(folder, side)]
+        lucent_rows = folder / "lucent" / "rows.json"
+        if "lucent" in sides and lucent_rows.is_file():
+            rows += json.loads(lucent_rows.read_text())
+    if not args.merge:
+        rows = [r for r in rows if r["class"] in classes]
+    unique: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for r in rows:
+        if r["top1"] is not None:  # a class and seed found twice counts once: the first folder's
+            unique.setdefault((r["side"], r["class"], r["seed"]), r)
+    rows = list(unique.values())
     print(table(rows, sides))
     print(f"\nload average (1, 5, 15 min) before and after each side: {[tuple(round(v, 2) for v in x) for x in load]}")
     return 0
