@@ -52,6 +52,7 @@ PRELOAD = [
     "featviz.metrics.activation",
     "featviz.app.tracking",
     "wandb",
+    "featviz.app.shared_model",  # last: builds the network its environment names (featviz.app.shared_model)
 ]
 FORWARDED = tuple(getattr(signal, name) for name in SIGNALS if hasattr(signal, name))
 #: The child's exit from a handed-back signal, as the checkpointer sees it.
@@ -133,6 +134,21 @@ def _run_handed_back(stop: Preempted, handler: Callable[[int, Any], Any]) -> Pre
 
 
 @contextmanager
+def _environment(extra: dict[str, str]) -> Iterator[None]:
+    """``extra`` in ``os.environ`` while a child starts: a fork server started now inherits it."""
+    before = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def _standard_start_method() -> Iterator[None]:
     """Name a standard start method while a child starts.
 
@@ -169,11 +185,15 @@ def mark_crashed(out_dir: Path, reason: str, record: dict[str, Any]) -> None:
     save_json(result, path)
 
 
-def run_isolated(target: Callable[..., Any], args: tuple[Any, ...], out_dir: Path, record: dict[str, Any]) -> Any:
+def run_isolated(
+    target: Callable[..., Any], args: tuple[Any, ...], out_dir: Path, record: dict[str, Any], server_env: dict[str, str] | None = None
+) -> Any:
     """``target(*args)`` in a child process; its return value, or its exception, here.
 
     ``target`` must be a module-level function and ``args`` picklable. A child killed by a
     signal raises :class:`JobCrashed` after ``result.json`` says so (with ``record``'s keys).
+    ``server_env`` is added to the fork server's environment if this call starts the server
+    (the first isolated job of the process): what it preloads may read it.
     """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
@@ -181,7 +201,7 @@ def run_isolated(target: Callable[..., Any], args: tuple[Any, ...], out_dir: Pat
     process = ctx.Process(target=_child, args=(send, target, args, _log_files(), _dispositions()), name="featviz-job")
     previous: dict[int, Any] = {}
     with _forwarding(process, previous):
-        with _standard_start_method():
+        with _standard_start_method(), _environment(server_env or {}):
             process.start()
         send.close()
         try:

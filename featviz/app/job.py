@@ -100,9 +100,10 @@ def run_job(cfg: DictConfig, out_dir: Path, isolate: bool = False) -> dict[str, 
         if not isolate:
             return _render_job(container, out_dir, overrides)
         from featviz.app.isolation import run_isolated
+        from featviz.app.shared_model import server_env
 
         record = {"overrides": overrides, "config": container}
-        return run_isolated(_render_job, (container, out_dir, overrides), out_dir, record)
+        return run_isolated(_render_job, (container, out_dir, overrides), out_dir, record, server_env(container))
 
 
 def _render_job(container: dict[str, Any], out_dir: Path, overrides: list[str]) -> dict[str, Any]:
@@ -111,6 +112,7 @@ def _render_job(container: dict[str, Any], out_dir: Path, overrides: list[str]) 
     import torch
 
     from featviz.app.build import build_metrics_callback, build_run
+    from featviz.app.shared_model import take
     from featviz.checkpoint import Checkpointer, find_resume_point
     from featviz.metrics.activation import ActivationProbe
     from featviz.progress import ProgressBar
@@ -129,8 +131,10 @@ def _render_job(container: dict[str, Any], out_dir: Path, overrides: list[str]) 
     try:
         set_threads(container.get("threads"))
         checkpointer = Checkpointer(out_dir / CHECKPOINT_NAME, every=container.get("checkpoint_every", 0), meta={"config": container})
-        parts = build_run(container)
-        writer.extra.update(device=str(parts.device), torch_threads=torch.get_num_threads())
+        # An isolated job of a sweep takes the network its fork server built (shared_model).
+        shared = take(container)
+        parts = build_run(container, model=shared)
+        writer.extra.update(device=str(parts.device), torch_threads=torch.get_num_threads(), shared_model=shared is not None)
         if resume.state is not None:
             writer.extra["resumed_from_step"] = resume.step
             log.info("resuming from %s at step %d", out_dir / CHECKPOINT_NAME, resume.step)

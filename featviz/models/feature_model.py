@@ -39,6 +39,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # A second probe side, this much larger, tells a layer's channel axis from its spatial ones.
 _SECOND_PROBE_STEP = 32
+#: Folding and fusion find their chains and check their result on a probe of this side when
+#: the network takes one: neither depends on the side, and at 224 px the probe passes were
+#: ~0.9 s of every process's start-up (docs/performance.md).
+CHECK_SIDE = 64
 
 
 class _StopForward(Exception):
@@ -136,16 +140,18 @@ class FeatureModel(nn.Module):
             keep_freed_memory()
         keep = set(keep)
         self._unfold(keep)
+        checks = (options.fold_bn and not self._fold_done) or (options.fuse_activations and not self._fuse_done)
+        side = self._check_side() if checks else self.input_size
         if options.fold_bn and not self._fold_done:
             self._fold_done = True
-            for pair in fold_batchnorms(self.net, self._probe(), keep=keep):
+            for pair in fold_batchnorms(self.net, self._probe(side), keep=keep):
                 self.folded[pair.conv] = pair
         if options.channels_last and not self.channels_last:
             self.net.to(memory_format=torch.channels_last)
             self.channels_last = True
         if options.fuse_activations and not self._fuse_done:
             self._fuse_done = True
-            for pair in fuse_conv_activations(self.net, self._probe(), keep=keep):
+            for pair in fuse_conv_activations(self.net, self._probe(side), keep=keep):
                 self.fused[pair.conv] = pair
         self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
         if options.amp == "bf16":
@@ -154,12 +160,26 @@ class FeatureModel(nn.Module):
             self._compiled = torch.compile(self.net.forward)
         return self
 
-    def _probe(self) -> torch.Tensor:
-        """A fixed random input, normalized and laid out as the network runs it, for checks."""
+    def _probe(self, side: int | None = None) -> torch.Tensor:
+        """A fixed random input of ``side`` px (default: the input size), normalized and laid
+        out as the network runs it, for checks."""
+        side = side or self.input_size
         generator = torch.Generator().manual_seed(0)
-        probe = torch.rand(1, self.in_channels, self.input_size, self.input_size, generator=generator).to(self.mean.device)
+        probe = torch.rand(1, self.in_channels, side, side, generator=generator).to(self.mean.device)
         probe = self.normalize(probe)
         return probe.contiguous(memory_format=torch.channels_last) if self.channels_last else probe
+
+    def _check_side(self) -> int:
+        """:data:`CHECK_SIDE`, or the input size for a network that refuses a smaller input
+        (a ViT's fixed patch grid, a flatten into a fixed-size linear layer)."""
+        if self.input_size <= CHECK_SIDE:
+            return self.input_size
+        try:
+            with torch.no_grad():
+                self.net(self._probe(CHECK_SIDE))
+        except (RuntimeError, AssertionError, ValueError):
+            return self.input_size
+        return CHECK_SIDE
 
     def _unfold(self, layers: set[str]) -> None:
         """Give the folded convolutions among ``layers`` their BatchNorms back, and unfuse any

@@ -59,6 +59,18 @@ def test_joblib_divides_the_cores_and_gives_the_same_bytes(basic_sweep, tmp_path
     assert (tmp_path / "1" / "final.png").read_bytes() != (sweep / "0" / "final.png").read_bytes()
 
 
+def test_isolated_jobs_share_the_servers_model_and_give_the_in_process_bytes(tmp_path):
+    """Each job of a sweep forks from a server that built the network once (featviz.app.shared_model)."""
+    sweep, single = tmp_path / "sweep", tmp_path / "single"
+    proc = run_cli("-m", *SMALL, f"threads={THREADS}", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [_result(sweep / j)["shared_model"] for j in "01"] == [True, True]
+    proc = run_cli(*SMALL, f"threads={THREADS}", "seed=0", "isolate=false", f"hydra.run.dir={single}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _result(single)["shared_model"] is False
+    assert (sweep / "0" / "final.png").read_bytes() == (single / "final.png").read_bytes()
+
+
 def _process_writing(path):
     """The process holding ``path`` open (Linux /proc): the job's task, whatever launched it."""
     for fd_dir in Path("/proc").glob("[0-9]*/fd"):

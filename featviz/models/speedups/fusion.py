@@ -115,6 +115,9 @@ class FusedConvAct(nn.Module):
         object.__setattr__(self, "conv", conv)
         object.__setattr__(self, "act", act)
         self._post_op = _post_op(act)
+        #: Set by :func:`fuse_conv_activations` while it checks the fused kernels on a probe
+        #: that may be small: every size runs fused then, not only the large ones.
+        self.checking = False
         self._packed: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor, tuple[Any, ...]] | None] = {}
 
     def _prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[Any, ...]] | None:
@@ -142,7 +145,7 @@ class FusedConvAct(nn.Module):
         n, _, h, w = x.shape
         out_h, out_w = ((size + 2 * p - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in zip(
             (h, w), padding, conv.dilation, weight.shape[-2:], conv.stride))
-        if n * conv.out_channels * out_h * out_w < MIN_FUSED_ELEMENTS:
+        if n * conv.out_channels * out_h * out_w < MIN_FUSED_ELEMENTS and not self.checking:
             return None
         weight = weight.detach()
         pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and padding == (0, 0) and conv.groups == 1
@@ -214,11 +217,16 @@ def fuse_conv_activations(net: nn.Module, probe: torch.Tensor, keep: Iterable[st
         set_submodule(net, conv_name, pair.fused)
         set_submodule(net, act_name, nn.Identity())
         pairs.append(pair)
+        pair.fused.checking = True
     try:
         after, grad_after = _output_and_grad(net, probe)
     except RuntimeError:  # a torch build whose oneDNN lacks these post-ops: stay unfused
         unfuse(net, pairs)
         return []
+    finally:
+        for pair in pairs:
+            pair.fused.checking = False
+            pair.fused._packed.clear()
     scale = float(before.abs().max()), float(grad_before.abs().max())
     if not (torch.allclose(before, after, rtol=1e-3, atol=1e-4 * scale[0])
             and torch.allclose(grad_before, grad_after, rtol=1e-3, atol=1e-4 * scale[1])):
