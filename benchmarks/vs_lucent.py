@@ -44,7 +44,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from featviz.models import build_model  # noqa: E402
-from featviz.models.efficientnet_lite import efficientnet_lite0  # noqa: E402
+from featviz.models.efficientnet_lite import efficientnet_lite  # noqa: E402
 from featviz.objectives.units import Channel, ClassLogit
 from featviz.objectives.base import Objective
 from featviz.params.fourier import FFTImage
@@ -174,7 +174,7 @@ def serve(side: str, threads: int) -> int:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)
     judge = build_model("efficientnet_lite0")
-    lucent_net = efficientnet_lite0(pretrained=True).eval()
+    lucent_net = efficientnet_lite("lite0", pretrained=True).eval()
     if side == "lucent-tuned":
         keep_freed_memory()
     # The first torch.optim optimizer of a process imports torch._dynamo (2-4 s); pay that
