@@ -52,6 +52,7 @@ PRELOAD = [
     "featviz.metrics.activation",
     "featviz.app.tracking",
     "wandb",
+    "wandb.sdk.launch.inputs.internal",  # what wandb.init imports on every run (~0.4 s)
     "featviz.app.shared_model",  # last: builds the network its environment names (featviz.app.shared_model)
 ]
 FORWARDED = tuple(getattr(signal, name) for name in SIGNALS if hasattr(signal, name))
