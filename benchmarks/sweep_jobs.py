@@ -26,11 +26,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def sweep(repo: Path, jobs: int, steps: int, threads: int, lean: bool, out: Path) -> dict[str, float]:
+def sweep(repo: Path, jobs: int, steps: int, threads: int, lean: bool, out: Path, extra: list[str]) -> dict[str, float]:
     """One multirun from ``repo``: wall seconds, seconds in loops, and jobs that shared the model."""
     command = [sys.executable, "-m", "featviz", "-m", f"seed={','.join(map(str, range(jobs)))}", f"steps={steps}",
                f"threads={threads}", "progress=false", f"snapshots=[{steps}]", f"hydra.sweep.dir={out}",
-               *(["logger=none", "metrics.enabled=false"] if lean else [])]
+               *(["logger=none", "metrics.enabled=false"] if lean else []), *extra]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=repo, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"})
     wall = time.perf_counter() - start
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lean", action="store_true", help="logger=none metrics.enabled=false")
     ap.add_argument("--against", type=Path, default=None, help="another checkout to run the same sweep from, alternately")
     ap.add_argument("--out", type=Path, default=None, help="write the timings as JSON here")
+    ap.add_argument("overrides", nargs="*", help="more key=value for every job (model=resnet50 ...)")
     args = ap.parse_args(argv)
     repos = {"this": REPO, **({"against": args.against.resolve()} if args.against else {})}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in repos}
@@ -58,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             for name in list(repos) if rep % 2 == 0 else list(repos)[::-1]:
-                runs[name].append(sweep(repos[name], args.jobs, args.steps, args.threads, args.lean, Path(tmp) / f"{name}-{rep}"))
+                runs[name].append(sweep(repos[name], args.jobs, args.steps, args.threads, args.lean, Path(tmp) / f"{name}-{rep}",
+                                    args.overrides))
                 loads.append(os.getloadavg()[0])
-    report = {"jobs": args.jobs, "steps": args.steps, "threads": args.threads, "lean": args.lean, "load_average": [min(loads), max(loads)], "runs": runs,
+    report = {"jobs": args.jobs, "steps": args.steps, "threads": args.threads, "lean": args.lean, "overrides": args.overrides, "load_average": [min(loads), max(loads)], "runs": runs,
               "median": {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}}
     for name, med in report["median"].items():
         print(f"{name:8s} sweep {med['wall_s']:6.1f} s  loops {med['loops_s']:6.1f} s  rest per job {med['rest_per_job_s']:5.2f} s  "

@@ -2,7 +2,8 @@
 
 Each isolated job (:mod:`featviz.app.isolation`) is a child forked from one server process;
 a job that loads its network, folds its BatchNorms and checks its fused kernels itself pays
-that again (0.6-1 s on two cores) for the same model. So the first isolated job names its
+that again for the same model (0.3 s for the embedded EfficientNet-Lite0, 2 s for a
+torchvision ResNet-50 with its torchvision import, on two cores; docs/performance.md). So the first isolated job names its
 model in the server's environment (:func:`server_env`), the server builds it when it imports
 this module (it is preloaded), and every job with the same model and ``perf`` settings takes
 it (:func:`take`): copy-on-write, so what a job changes stays in that job's process.
