@@ -160,10 +160,8 @@ class FeatureModel(nn.Module):
             self._compiled = torch.compile(self.net.forward)
         return self
 
-    def _probe(self, side: int | None = None) -> torch.Tensor:
-        """A fixed random input of ``side`` px (default: the input size), normalized and laid
-        out as the network runs it, for checks."""
-        side = side or self.input_size
+    def _probe(self, side: int) -> torch.Tensor:
+        """A fixed random input of ``side`` px, normalized and laid out as the network runs it, for checks."""
         generator = torch.Generator().manual_seed(0)
         probe = torch.rand(1, self.in_channels, side, side, generator=generator).to(self.mean.device)
         probe = self.normalize(probe)

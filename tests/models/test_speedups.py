@@ -242,3 +242,23 @@ def test_banded_grid_sample_equals_one_call():
             assert torch.allclose(got_grad, want_grad, atol=1e-6)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_folding_is_checked_on_a_small_probe_unless_the_network_refuses_it(plain_lite0) -> None:
+    from torch import nn
+
+    from featviz.models import FeatureModel
+    from featviz.models.feature_model import CHECK_SIDE
+
+    assert copy.deepcopy(plain_lite0)._check_side() == CHECK_SIDE  # 64 px instead of 224: the probe passes cost a quarter
+    # A flatten into a fixed-size linear layer takes only its own size: probed at it, and still folded.
+    fixed = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 96 * 96, 2))
+    model = FeatureModel(fixed, input_size=96)
+    assert model._check_side() == 96
+    x = torch.rand(1, 3, 96, 96)
+    with torch.no_grad():
+        want = model(x, ["logits"])["logits"]
+    model.optimize(keep=[])
+    with torch.no_grad():
+        got = model(x, ["logits"])["logits"]
+    assert model.folded and rel_error(got, want) < 1e-5
