@@ -26,6 +26,7 @@ from featviz.errors import CheckpointError, ConfigError, NonFiniteLossError
 from featviz.models.feature_model import FeatureModel
 from featviz.models.layout import LayerMap
 from featviz.objectives.base import Objective
+from featviz.optimizers import eager
 from featviz.params.base import ImageParam
 from featviz.params.fourier import FFTImage
 from featviz.regularizers.base import Regularizer
@@ -79,7 +80,7 @@ def _snapshot_step(value: Any) -> int:
 
 
 def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=0.05)
+    return eager(torch.optim.Adam)(params, lr=0.05)
 
 
 def check_lr(optimizer: torch.optim.Optimizer) -> None:

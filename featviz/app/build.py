@@ -36,6 +36,7 @@ from featviz.models.speedups.options import PerfOptions
 from featviz.objectives import build_objective
 from featviz.objectives.base import Objective
 from featviz.objectives.batch import DIVERSITY_KINDS, Alignment
+from featviz.optimizers import eager
 from featviz.params import PARAMS, build_param
 from featviz.params.base import ImageParam
 from featviz.params.init_image import load_photo, start_from
@@ -168,8 +169,12 @@ def param_from_config(cfg: Mapping[str, Any], batch: int, generator: torch.Gener
     return param
 
 
-def optimizer_from_config(cfg: Mapping[str, Any]) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
-    """A partial ``torch.optim`` constructor from the ``optimizer`` group (None arguments left out)."""
+def optimizer_from_config(cfg: Mapping[str, Any], compiled: bool = False) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
+    """A partial ``torch.optim`` constructor from the ``optimizer`` group (None arguments left out).
+
+    Without ``compiled`` (``perf.compile``) the class has its compile guards off
+    (:func:`featviz.optimizers.eager`): the same steps, without importing ``torch._dynamo``.
+    """
     cfg = _typed(schemas.OptimizerConfig, cfg, "optimizer")
     lr = cfg["lr"]
     if not math.isfinite(lr) or lr < 0:
@@ -185,7 +190,8 @@ def optimizer_from_config(cfg: Mapping[str, Any]) -> Callable[[Iterable[nn.Param
     if cls is torch.optim.LBFGS:
         raise ConfigError("optimizer._target_=torch.optim.LBFGS needs a closure, which the render loop does not give; use torch.optim.Adam")
     kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and v is not None and k not in SCHEDULE_KEYS}
-    return lambda params: cls(params, **kwargs)
+    chosen = cls if compiled else eager(cls)
+    return lambda params: chosen(params, **kwargs)
 
 
 #: The optimizer group's keys that set the learning-rate schedule, not the optimizer.
@@ -361,7 +367,7 @@ def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunP
         *photo_and_alpha_terms(pcfg, rcfg, param, model),
     ]
     callbacks = [*step_callbacks(cfg, param, transforms, model), *callbacks]
-    optimizer = optimizer_from_config(cfg["optimizer"])
+    optimizer = optimizer_from_config(cfg["optimizer"], compiled=perf.compile)
     # Last, once the objective (with its batch terms) is known: its layers stay exact. Any
     # other folded convolution a callback reads later is unfolded when asked for.
     model.optimize(perf, keep=objective.layers)

@@ -39,10 +39,10 @@ from featviz.rundir import METRICS_NAME, RESULT_NAME, read_json, read_step_recor
 log = logging.getLogger("featviz")
 
 #: Imported by the fork server once, so each child starts with them loaded: what a job imports
-#: (``torch._dynamo`` is what torch.optim pulls in on the first optimizer, ~2 s; wandb ~0.7 s).
+#: (torch ~2 s, wandb ~0.7 s). ``torch._dynamo`` is not among them: featviz's optimizers never
+#: import it (featviz.optimizers), and a job with ``perf.compile`` imports it itself.
 PRELOAD = [
     "torch",
-    "torch._dynamo",
     "featviz.app.job",
     "featviz.app.build",
     "featviz.render",
