@@ -4,6 +4,7 @@ steps bit for bit, save and load the same state, and never import torch._dynamo.
 from __future__ import annotations
 
 import copy
+import functools
 import subprocess
 import sys
 
@@ -34,6 +35,26 @@ def test_eager_steps_are_the_plain_ones(cls) -> None:
     assert got_state["param_groups"] == want_state["param_groups"]
     for key, value in want_state["state"][0].items():
         assert torch.equal(got_state["state"][0][key], value), key
+
+
+def test_a_users_own_decorated_step_is_left_as_it_is() -> None:
+    calls = []
+
+    def counted(step):
+        @functools.wraps(step)
+        def run(self, closure=None):
+            calls.append(1)
+            return step(self, closure)
+        return run
+
+    class Mine(torch.optim.SGD):
+        step = counted(torch.optim.SGD.step)
+
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = eager(Mine)([p], lr=0.1)
+    p.grad = torch.ones(2)
+    opt.step()
+    assert calls == [1] and torch.equal(p.detach(), torch.full((2,), 0.9))
 
 
 def test_eager_state_loads_and_continues_like_the_plain_one() -> None:
