@@ -22,6 +22,7 @@ from torch.optim import Optimizer
 
 #: The guarded methods of ``torch.optim.Optimizer`` and its subclasses.
 GUARDED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+_TORCH_DIR = Path(torch.__file__).resolve().parent
 
 
 @functools.cache
@@ -50,8 +51,6 @@ def _in_torch(fn: Callable[..., Any]) -> bool:
     code = getattr(fn, "__code__", None)
     return code is not None and Path(code.co_filename).resolve().is_relative_to(_TORCH_DIR)
 
-
-_TORCH_DIR = Path(torch.__file__).resolve().parent
 
 
 def _no_grad_step(step: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,7 +7,8 @@ Importing this module registers the typed schemas (:mod:`featviz.app.schemas`) a
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,22 @@ def cpu_share(parallel_jobs: int) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     jobs = int(parallel_jobs) if int(parallel_jobs) > 0 else max(1, cores + 1 + int(parallel_jobs))
     return max(1, cores // jobs)
+
+
+@contextmanager
+def environ_set(extra: Mapping[str, str]) -> Iterator[None]:
+    """``extra`` in ``os.environ`` for the ``with`` block, each variable restored (or removed) after:
+    settings read from the environment by what starts inside (W&B, a fork server)."""
+    before = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 OmegaConf.register_new_resolver("featviz.cpu_share", cpu_share, replace=True)

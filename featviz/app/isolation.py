@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from featviz.app.config import environ_set
 from featviz.checkpoint import SIGNALS
 from featviz.errors import FeatvizError, Preempted
 from featviz.images import save_json
@@ -135,21 +136,6 @@ def _run_handed_back(stop: Preempted, handler: Callable[[int, Any], Any]) -> Pre
 
 
 @contextmanager
-def _environment(extra: dict[str, str]) -> Iterator[None]:
-    """``extra`` in ``os.environ`` while a child starts: a fork server started now inherits it."""
-    before = {name: os.environ.get(name) for name in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextmanager
 def _standard_start_method() -> Iterator[None]:
     """Name a standard start method while a child starts.
 
@@ -202,7 +188,7 @@ def run_isolated(
     process = ctx.Process(target=_child, args=(send, target, args, _log_files(), _dispositions()), name="featviz-job")
     previous: dict[int, Any] = {}
     with _forwarding(process, previous):
-        with _standard_start_method(), _environment(server_env or {}):
+        with _standard_start_method(), environ_set(server_env or {}):  # a fork server started now inherits it
             process.start()
         send.close()
         try:

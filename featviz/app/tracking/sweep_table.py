@@ -15,7 +15,6 @@ per-job logger it never fails the command: the sweep's own results are already o
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from featviz.app.config import environ_set
 from featviz.app.tracking.session import check_mode, run_tags, start_run, sweep_group, sweep_sync_hint, sync_hint
 from featviz.rundir import JobRecord, read_sweep
 
@@ -54,15 +54,8 @@ def artifact_staging(path: Path) -> Iterator[None]:
     folder keeps the images with the run that needs them: syncing that folder (as the
     sweep's one ``wandb sync`` line does) uploads them.
     """
-    old = os.environ.get("WANDB_DATA_DIR")
-    os.environ["WANDB_DATA_DIR"] = str(path)
-    try:
+    with environ_set({"WANDB_DATA_DIR": str(path)}):
         yield
-    finally:
-        if old is None:
-            os.environ.pop("WANDB_DATA_DIR", None)
-        else:
-            os.environ["WANDB_DATA_DIR"] = old
 
 
 def log_sweep_table(logger_cfg: Mapping[str, Any], tags: list[str], sweep_dir: Path, sweep_overrides: list[str]) -> None:
