@@ -57,6 +57,22 @@ def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     return [c for c in pool if name.split(".")[0] in c][:n]
 
 
+#: Seeds torch's CPU generator tells apart: it keeps the low 32 bits of a seed (and reads a
+#: negative one as its 64-bit two's complement), so seed 2**32 draws seed 0's numbers.
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def check_seed(seed: int, key: str = "seed") -> int:
+    """``seed`` if torch's generator gives it numbers of its own, else :class:`ConfigError` naming ``key``."""
+    low, high = SEED_RANGE
+    if not low <= int(seed) <= high:
+        raise ConfigError(
+            f"{key}={seed} is outside {low}..{high}: torch's CPU generator keeps only the low 32 bits of a seed, "
+            f"so it would repeat seed {int(seed) % 2**32}'s images; use a seed in that range"
+        )
+    return int(seed)
+
+
 class CheckpointError(FeatvizError):
     """A checkpoint cannot be used for this run (unreadable, or written by another config)."""
 

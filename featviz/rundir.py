@@ -163,48 +163,111 @@ def read_sweep(sweep_dir: str | Path) -> list[JobRecord]:
 LOCK_NAME = ".featviz.lock"
 
 
-def _alive(pid: int) -> bool:
+def process_start(pid: int) -> str | None:
+    """An id of process ``pid`` that a later process with the same pid does not share.
+
+    On Linux: the boot id and the process's start time (``/proc/<pid>/stat``, clock ticks
+    since boot); ``""`` where there is no ``/proc`` (only liveness can be checked); None
+    when the process is gone or a zombie.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:  # someone else's live process
-        return True
-    return True
+        pass
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except FileNotFoundError:
+        return "" if not Path("/proc/self/stat").exists() else None
+    except OSError:
+        return ""
+    return None if fields[0] == "Z" else f"{boot}/{fields[19]}"
+
+
+def _holder(text: str) -> tuple[str, int, str | None] | None:
+    """``(host, pid, start id)`` from a lock file's text (``host pid`` from older versions), None if it is not a lock."""
+    try:
+        data = json.loads(text)
+        return str(data["host"]), int(data["pid"]), str(data["started"])
+    except (ValueError, KeyError, TypeError):
+        host, _, pid = text.strip().partition(" ")
+        return (host, int(pid), None) if host and pid.isdigit() else None
 
 
 class RunLock:
     """Held by the process rendering into a run folder, so no second process shares it.
 
-    The lock file holds ``host pid``; one left by a process that is gone (killed, crashed)
-    is stale and taken over. A lock of another host (a shared file system) is trusted.
+    The lock file holds the holder's host, pid and start id (:func:`process_start`). It is
+    stale, and taken over, when it is empty or unreadable (a full disk), when that pid is
+    gone, or when the pid now belongs to a process that started later (pids are reused). A
+    lock of another host (a shared file system) is trusted. The file is complete the moment
+    it exists: it is written under another name and hard-linked into place.
     """
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / LOCK_NAME
         self.held = False
 
-    def acquire(self) -> None:
+    def _stale(self) -> bool:
+        try:
+            holder = _holder(self.path.read_text(encoding="utf-8", errors="replace"))
+        except FileNotFoundError:
+            return True  # released meanwhile
+        if holder is None:
+            return True
+        host, pid, started = holder
+        if host != socket.gethostname():
+            return False
+        now = process_start(pid)
+        return now is None or (started is not None and now != "" and now != started)
+
+    def _refuse(self) -> None:
         from featviz.errors import OutputError
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
+        holder = _holder(self.path.read_text(encoding="utf-8", errors="replace")) if self.path.is_file() else None
+        who = f"{holder[0]} pid {holder[1]}" if holder else "?"
+        raise OutputError(
+            f"{self.path.parent} is in use by another featviz process ({who}); "
+            f"wait for it to finish, or choose another folder with hydra.run.dir=..."
+        )
+
+    def _create(self) -> bool:
+        """Put this process's lock file in place; False when one is there already."""
+        from featviz.errors import OutputError
+
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": process_start(os.getpid())})
+        tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(me, encoding="utf-8")
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(tmp, self.path)
             except FileExistsError:
-                host, _, pid = self.path.read_text(encoding="utf-8", errors="replace").strip().partition(" ")
-                if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                raise OutputError(
-                    f"{self.path.parent} is in use by another featviz process ({host} pid {pid or '?'}); "
-                    f"wait for it to finish, or choose another folder with hydra.run.dir=..."
-                ) from None
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(me)
-            self.held = True
-            return
+                return False
+            except OSError:  # a file system without hard links: create exclusively, then write
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(me)
+            return True
+        except OSError as exc:
+            raise OutputError(f"cannot write the lock {self.path}: {exc.strerror or exc}; free disk space or choose a writable output folder (hydra.run.dir)") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            if self._create():
+                self.held = True
+                return
+            if not self._stale():
+                self._refuse()
+            self.path.unlink(missing_ok=True)  # stale: its process is gone
+        self._refuse()
 
     def release(self) -> None:
         if self.held:

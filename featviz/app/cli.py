@@ -8,24 +8,30 @@ Three kinds of command:
   ``--flags``; prints or writes figures; no sweeps.
 * ``folder``: works on files and folders given as arguments and ``--flags`` only.
 
-A :class:`~featviz.errors.FeatvizError` from a ``config`` or ``folder`` command is printed
-as one line, ``featviz NAME: error: ...``, with exit code 1 (``config``) or 2 (``folder``,
-as for a usage error: the arguments name something that is not there).
+Every command answers a mistake the same way (:mod:`featviz.app.reporting`): one line,
+``featviz NAME: error: ...`` (``featviz: error:`` for a render), exit code 2, whether it is a
+:class:`~featviz.errors.FeatvizError`, Hydra's composition error (a misspelt choice or key
+names the closest valid ones), an OS error on a path the user gave, or a misspelt command
+word. ``featviz render --help`` shows featviz's own options (:func:`render_help`); Hydra's
+page is ``--hydra-help``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from featviz.errors import FeatvizError
+from featviz.app.reporting import hydra_message, report
+from featviz.errors import FeatvizError, closest
 
 Kind = Literal["hydra", "config", "folder"]
-EXIT_CODES = {"config": 1, "folder": 2}
 
 
 @dataclass(frozen=True)
@@ -76,13 +82,87 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+#: The primary config of each Hydra command (conf/<name>.yaml).
+CONFIG_NAMES = {"render": "config", "units": "units", "microscope": "microscope"}
+_NOT_GROUPS = frozenset({"schema", "hydra", "experiment_base"})
+
+
+def render_help(command: Command) -> str:
+    """``featviz render|units|microscope --help``: the config groups with their options and the
+    top-level keys with their defaults, read from ``conf/`` (Hydra's own page: ``--hydra-help``)."""
+    from omegaconf import OmegaConf
+
+    from featviz.app.config import CONF_DIR, compose
+
+    cfg = compose([], CONFIG_NAMES[command.name])
+    prog = "featviz" if command.name == "render" else f"featviz {command.name}"
+    lines = [
+        f"usage: {prog} [KEY=VALUE ...] [-m]     {command.summary}",
+        "",
+        "Overrides are KEY=VALUE (lists KEY=[a,b]); -m sweeps comma-separated values (KEY=a,b,c), one job each.",
+        "",
+        "== Configuration groups ==   GROUP=OPTION (+experiment=NAME adds an experiment)",
+    ]
+    for folder in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in _NOT_GROUPS):
+        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        shown = ", ".join(options[:14]) + (f", ... ({len(options)} in all)" if len(options) > 14 else "")
+        lines.append(f"  {'+' if folder.name == 'experiment' else ''}{folder.name}: {shown}")
+    lines += ["", "== Keys (defaults) ==   GROUP.KEY=VALUE for a group's own keys, e.g. param.size=160"]
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(plain, dict)
+    scalars = [f"{k}={v}" for k, v in plain.items() if k != "hydra" and not isinstance(v, dict)]
+    lines += [f"  {line}" for line in _wrap(scalars)]
+    own = plain.get(command.name) if command.name != "render" else None
+    if isinstance(own, dict):
+        lines += [f"  {line}" for line in _wrap([f"{command.name}.{k}={v}" for k, v in own.items()])]
+    lines += ["", f"{prog} --cfg job prints the whole composed config; --hydra-help shows Hydra's own flags; docs: README.md."]
+    return "\n".join(lines)
+
+
+def _wrap(items: Sequence[str], width: int = 96) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if out and len(out[-1]) + 2 + len(item) <= width:
+            out[-1] += f"  {item}"
+        else:
+            out.append(item)
+    return out
+
+
+def _is_multirun(command: Command, argv: Sequence[str]) -> bool:
+    return command.name == "microscope" or any(a in ("-m", "--multirun") for a in argv)
+
+
+def run_hydra(command: Command, argv: Sequence[str]) -> int:
+    """A Hydra command: Hydra's errors are raised to here (``HYDRA_FULL_ERROR``), not printed by
+    Hydra in many lines, and reported in one; a sweep passes SIGTERM on to its job processes."""
+    from featviz.app.config import environ_set
+    from featviz.app.isolation import forwarding_stops_to_jobs
+
+    prog = "featviz" if command.name == "render" else f"featviz {command.name}"
+    if any(a in ("-h", "--help") for a in argv):
+        print(render_help(command))
+        return 0
+    wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    sys.argv = [prog, *("--help" if a == "--hydra-help" else a for a in argv)]  # a Hydra app reads its overrides from sys.argv
+    try:
+        with environ_set({"HYDRA_FULL_ERROR": "1"}), forwarding_stops_to_jobs() if _is_multirun(command, argv) else nullcontext():
+            _load(command.run)()
+    except FeatvizError as exc:
+        return report(prog, exc)
+    except Exception as exc:
+        message = hydra_message(exc)
+        if message is None or wants_trace:
+            raise
+        return report(prog, message)
+    return 0
+
+
 def run_command(command: Command, argv: Sequence[str]) -> int:
     """Run one subcommand with its arguments; returns the exit code."""
-    prog = f"featviz {command.name}"
     if command.kind == "hydra":
-        sys.argv = [prog, *argv]  # a Hydra app reads its overrides from sys.argv
-        _load(command.run)()
-        return 0
+        return run_hydra(command, argv)
+    prog = f"featviz {command.name}"
     assert command.parser is not None
     parser: argparse.ArgumentParser = _load(command.parser)(prog)
     parser.description = parser.description or command.summary
@@ -91,11 +171,26 @@ def run_command(command: Command, argv: Sequence[str]) -> int:
     try:
         message = _load(command.run)(args)
     except FeatvizError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_CODES[command.kind]
+        return report(prog, exc)
+    except Exception as exc:
+        message = hydra_message(exc)  # the render overrides of a config command
+        if message is not None:
+            return report(prog, message)
+        if isinstance(exc, OSError):  # a path the user gave: missing, a file where a folder goes, read-only, full
+            return report(prog, f"cannot use {exc.filename or 'a path given'}: {exc.strerror or exc}; check the path and that its folder is writable")
+        raise
     if message:
         print(message)
     return 0
+
+
+def _unknown_command(word: str) -> str | None:
+    """A first word that is neither a command nor an override nor a flag: the closest commands."""
+    if "=" in word or word.startswith("-") or Path(word).exists():
+        return None
+    near = closest(word, BY_NAME, n=3)
+    hint = f"did you mean {' or '.join(near)}?" if near else "featviz --help lists them"
+    return f"{word!r} is not a command (nor a KEY=VALUE override of a render); {hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,4 +201,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args and args[0] in BY_NAME:
         return run_command(BY_NAME[args[0]], args[1:])
+    if args and (message := _unknown_command(args[0])):
+        return report("featviz", message)
     return run_command(BY_NAME["render"], args)

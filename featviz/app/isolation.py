@@ -16,6 +16,18 @@ Stop signals (those the checkpointer handles) sent to this process are passed on
 child treats them as this process would have in-process: a signal this process ignores is
 ignored there; one with a Python handler here (submitit's requeue on SIGUSR2) makes the
 child checkpoint and hand the signal back, and that handler then runs here.
+
+The supervisor contract, both ways:
+
+* A child dies with its job process. The child's parent is the fork server, not the job
+  process, so ``PR_SET_PDEATHSIG`` would watch the wrong process; instead the child holds
+  the read end of a pipe only the job process can write to, and a thread waits on it. When
+  the job process dies, even of SIGKILL, the pipe reads end-of-file and the child gets
+  SIGTERM (it checkpoints and stops, like a preempted job), then SIGKILL after
+  :data:`ORPHAN_GRACE_S` if it has not ended by then (it ignores SIGTERM).
+* A sweep's parent passes SIGTERM on to its job processes and says so
+  (:func:`forwarding_stops_to_jobs`): under joblib the jobs are its worker processes, which
+  the default action would leave rendering unsupervised.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,6 +73,8 @@ PRELOAD = [
 FORWARDED = tuple(getattr(signal, name) for name in SIGNALS if hasattr(signal, name))
 #: The child's exit from a handed-back signal, as the checkpointer sees it.
 HAND_BACK = 75
+#: Seconds an orphaned child gets to checkpoint after its SIGTERM before it is killed.
+ORPHAN_GRACE_S = 60.0
 
 
 class JobCrashed(FeatvizError):
@@ -83,8 +99,24 @@ def _dispositions() -> dict[int, str]:
     return found
 
 
-def _child(send: Connection, target: Callable[..., Any], args: tuple[Any, ...], log_files: list[str], dispositions: dict[int, str]) -> None:
+def _die_with(parent_alive: Connection) -> None:
+    """Wait for the job process's end of ``parent_alive`` to close (it died), then end this process."""
+
+    def watch() -> None:
+        try:
+            parent_alive.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+        threading.Event().wait(ORPHAN_GRACE_S)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="featviz-orphan-watch", daemon=True).start()
+
+
+def _child(send: Connection, parent_alive: Connection, target: Callable[..., Any], args: tuple[Any, ...], log_files: list[str], dispositions: dict[int, str]) -> None:
     """The child's body: log where the parent logs, run ``target``, send back how it ended."""
+    _die_with(parent_alive)
     for sig, how in dispositions.items():
         if how != "default":
             signal.signal(sig, signal.SIG_IGN if how == "ignore" else _hand_back)
@@ -185,17 +217,20 @@ def run_isolated(
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(send, target, args, _log_files(), _dispositions()), name="featviz-job")
+    alive_read, alive_write = ctx.Pipe(duplex=False)  # held open here while this process lives (_die_with)
+    process = ctx.Process(target=_child, args=(send, alive_read, target, args, _log_files(), _dispositions()), name="featviz-job")
     previous: dict[int, Any] = {}
     with _forwarding(process, previous):
         with _standard_start_method(), environ_set(server_env or {}):  # a fork server started now inherits it
             process.start()
         send.close()
+        alive_read.close()
         try:
             outcome = receive.recv()
         except EOFError:  # the child died without a word
             outcome = None
         process.join()
+        alive_write.close()
     if outcome is None:
         code = process.exitcode or 0
         what = f"died of {signal.Signals(-code).name}" if code < 0 else f"exited with code {code} before reporting"
@@ -213,3 +248,59 @@ def run_isolated(
     name, message, trace = value
     log.error("job failed in its child process:\n%s", trace)
     raise RuntimeError(f"{name}: {message}")
+
+
+def _children() -> list[tuple[int, str]]:
+    """This process's child processes as ``(pid, command line)`` (Linux ``/proc``; none elsewhere)."""
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == me:
+                found.append((int(stat.parent.name), (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return found
+
+
+def job_processes() -> list[int]:
+    """The child processes of this sweep that run jobs: all but multiprocessing's and loky's helpers."""
+    helpers = ("resource_tracker", "forkserver", "semaphore_tracker")
+    return sorted(pid for pid, cmdline in _children() if not any(h in cmdline for h in helpers))
+
+
+@contextmanager
+def forwarding_stops_to_jobs() -> Iterator[None]:
+    """In a sweep's parent: SIGTERM is passed on to every job process, and the sweep says so.
+
+    Each job then stops as a preempted job does (its state saved, a rerun of the same
+    command resumes it), and the sweep ends with the jobs' exit. With no job process (the
+    basic launcher runs jobs in this process; between two jobs) the signal takes its default
+    course here. A job's own handlers (:func:`run_isolated`) replace this one while it runs.
+    """
+
+    def forward(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        pids = job_processes()
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        if not pids:
+            print(f"featviz: {name}: no job process is running; the sweep stops here", file=sys.stderr, flush=True)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        print(
+            f"featviz: {name}: passed on to {len(pids)} job process(es) (pid {', '.join(map(str, pids))}); each saves its state and stops; "
+            f"rerun the same command with the same hydra.sweep.dir to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

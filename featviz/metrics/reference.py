@@ -21,10 +21,9 @@ from pathlib import Path
 
 import torch
 
-from featviz.errors import DatasetError
+from featviz.images import check_images, find_images, load_image
 from featviz.metrics.features import pooled_features
 from featviz.models import FeatureModel
-from featviz.tools.dataset_examples import find_images, load_image
 
 log = logging.getLogger("featviz")
 
@@ -65,10 +64,16 @@ class ReferenceSet:
     _loaded: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> ReferenceSet:
-        """Every image under ``folder`` (non-images skipped with a warning); raises if none."""
+    def from_folder(cls, folder: str | Path, key: str = "metrics.reference") -> ReferenceSet:
+        """Every image under ``folder`` (non-images skipped with a warning), each checked decodable.
+
+        Raises :class:`~featviz.errors.DatasetError` naming ``key`` and the first bad file
+        when the folder has no image or holds one that cannot be decoded: the run that scores
+        against it is refused before its first step, not after its last.
+        """
         root = Path(folder).expanduser().resolve()
-        paths = find_images(root)
+        paths = find_images(root, key)
+        check_images(paths, key)
         return cls(root, paths, [_label(p, root) for p in paths])
 
     def __len__(self) -> int:
@@ -84,10 +89,7 @@ class ReferenceSet:
         if size in self._loaded:
             return self._loaded[size][chosen]
         keep = len(self.paths) * 3 * size * size * 4 <= KEEP_BYTES
-        try:
-            loaded = torch.stack([load_image(self.paths[i], size) for i in (range(len(self.paths)) if keep else chosen)])
-        except OSError as exc:
-            raise DatasetError(f"cannot read reference image {exc.filename}: {exc.strerror or exc}; metrics.reference must hold readable images") from exc
+        loaded = torch.stack([load_image(self.paths[i], size, "metrics.reference") for i in (range(len(self.paths)) if keep else chosen)])
         if not keep:
             return loaded
         self._loaded[size] = loaded

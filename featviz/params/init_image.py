@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 import torch
-from PIL import UnidentifiedImageError
 
 from featviz.errors import ConfigError
 from featviz.images import load_image
@@ -26,10 +25,7 @@ _EDGE = 1e-3
 
 def load_photo(path: str | os.PathLike[str], size: int, channels: int = 3) -> torch.Tensor:
     """``[1, channels, size, size]`` in [0, 1] from an image file (a centre crop of it)."""
-    try:
-        photo = load_image(path, size)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ConfigError(f"param.init_image={str(path)!r} is not a readable image ({type(exc).__name__}); give the path of a PNG or JPEG") from None
+    photo = load_image(path, size, "param.init_image", ConfigError)
     if channels == 3:
         return photo[None]
     if channels == 1:

@@ -35,49 +35,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader, Dataset
 
 from featviz.errors import ConfigError, DatasetError
-from featviz.images import atomic_write_bytes, load_image, save_json, to_uint8
+from featviz.images import atomic_write_bytes, find_images, load_image, save_json, to_uint8
 from featviz.models import FeatureModel
 from featviz.models.layout import grid_of
 from featviz.objectives.directions import Direction, DirectionBase, RandomDirection
 
 log = logging.getLogger("featviz")
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 REDUCTIONS = ("mean", "max")
 SPECTRUM_ROWS = ("minimum", "slightly_negative", "slightly_positive", "maximum")
 PATCH_MIN_SIDE = 64  # small receptive fields are upsampled to this for display
-
-
-def find_images(root: str | Path) -> list[Path]:
-    """All image files under ``root``, sorted, hidden entries left out; other files are skipped with a warning.
-
-    Raises :class:`DatasetError` when ``root`` is missing, not a folder, or holds no file
-    with an image suffix.
-    """
-    folder = Path(root).expanduser()
-    if not folder.exists():
-        raise DatasetError(f"image folder {str(folder)!r} does not exist; pass a folder of JPEG/PNG files (or class sub-folders of them)")
-    if not folder.is_dir():
-        raise DatasetError(f"{str(folder)!r} is a file, not a folder; pass the folder that holds the images")
-    images: list[Path] = []
-    others: list[Path] = []
-    for path in sorted(folder.rglob("*")):
-        if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
-            continue
-        (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
-    if others:
-        shown = ", ".join(str(p.relative_to(folder)) for p in others[:3])
-        log.warning("skipping %d file(s) that are not images (%s%s)", len(others), shown, ", ..." if len(others) > 3 else "")
-    if not images:
-        raise DatasetError(
-            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {str(folder)!r}; "
-            f"point it at a folder of photos or of class sub-folders of photos"
-        )
-    return images
 
 
 class _Images(Dataset):
@@ -92,7 +63,7 @@ class _Images(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, bool]:
         try:
             return load_image(self.paths[index], self.size), index, True
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        except DatasetError:
             return torch.zeros(3, self.size, self.size), index, False
 
 

@@ -37,7 +37,7 @@ def test_hydra_commands_show_the_config_groups(name: str) -> None:
 
 
 def test_errors_are_one_line_with_the_command_name(tmp_path, capsys) -> None:
-    assert main(["layers", "model=efficientnet_lite0", "model.name=nosuchnet"]) == 1
+    assert main(["layers", "model=efficientnet_lite0", "model.name=nosuchnet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("featviz layers: error:") and "nosuchnet" in err[0]
     assert main(["patch-bank", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b.pt")]) == 2

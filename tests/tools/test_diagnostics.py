@@ -107,7 +107,7 @@ def test_directions_command_and_its_errors(tmp_path, capsys) -> None:
     assert diagnostics_main(["directions", "--size", "48", "--out", str(tmp_path), "logger=none", "objective.layer=blocks.3"]) == 0
     assert {p.name for p in tmp_path.iterdir()} == {"image.png", "linf.png", "l2.png", "decorrelated.png", "directions.png"}
     capsys.readouterr()
-    assert diagnostics_main(["directions", "--image", str(tmp_path / "nope.png"), "logger=none"]) == 1
+    assert diagnostics_main(["directions", "--image", str(tmp_path / "nope.png"), "logger=none"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert diagnostics_main(["checkerboard", "--layers", "blocks.99", "--size", "32", "--out", str(tmp_path / "x"), "logger=none"]) == 1
+    assert diagnostics_main(["checkerboard", "--layers", "blocks.99", "--size", "32", "--out", str(tmp_path / "x"), "logger=none"]) == 2
     assert "blocks.9" in capsys.readouterr().err

@@ -21,7 +21,7 @@ class Exemplars:
     """A reference folder's photos and, per layer, every channel's score of each (one pass per layer)."""
 
     def __init__(self, folder: str, model: FeatureModel, kind: str) -> None:
-        self.reference = ReferenceSet.from_folder(folder)
+        self.reference = ReferenceSet.from_folder(folder, "microscope.reference")
         self.photos = self.reference.images(model.input_size)
         self.model, self.kind = model, kind
         self._scores: dict[str, torch.Tensor] = {}
