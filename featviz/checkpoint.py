@@ -72,11 +72,66 @@ def yield_to_signal(signum: int, previous: Handler, step: int, steps: int, path:
     raise Preempted(name, step, steps, path, 128 + signum)
 
 
+class StopLatch:
+    """The process's one set of stop-signal handlers, shared by every :class:`Checkpointer` of a pack.
+
+    A pack's jobs each have a checkpointer, but a signal has one handler. The first
+    checkpointer to join installs it (remembering the handlers before: submitit's requeue,
+    Python's Ctrl-C); the signal only sets a flag; each checkpointer saves at its job's next
+    step boundary, and the last one to save lets the signal take its course (the earlier
+    ones' jobs then stop at the step they saved, or one later, which they redo on resume).
+    The last to leave puts the handlers back.
+    """
+
+    def __init__(self) -> None:
+        self.members: set[Checkpointer] = set()
+        self.saved: dict[Checkpointer, int] = {}  # member -> the step it saved at since the signal
+        self.previous: dict[int, Handler] = {}
+        self.received: int | None = None
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        self.saved.clear()
+
+    def join(self, member: Checkpointer) -> None:
+        if not self.members:
+            if threading.current_thread() is not threading.main_thread():
+                log.debug("not in the main thread: checkpoints only every %d steps, no signal handling", member.every)
+            else:
+                self.previous = {sig: signal.signal(sig, self._on_signal) for sig in member.signals}
+        self.members.add(member)
+
+    def leave(self, member: Checkpointer) -> int | None:
+        """Take ``member`` out; when it was the last, restore the handlers and return a signal still pending."""
+        self.members.discard(member)
+        self.saved.pop(member, None)
+        if self.members:
+            return None
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self.previous = {}
+        received, self.received = self.received, None
+        return received
+
+    def pending_for(self, member: Checkpointer) -> bool:
+        return self.received is not None and member not in self.saved
+
+    def all_saved(self) -> bool:
+        """A signal is pending and every member has saved since it came."""
+        return self.received is not None and self.saved.keys() >= self.members
+
+
+#: The latch of this process (signals are per process).
+LATCH = StopLatch()
+
+
 class Checkpointer(Callback):
     """Saves the loop's state every ``every`` steps (0: only on signals) and on SIGTERM/SIGINT/SIGUSR1/SIGUSR2.
 
     Put it *last* in the callback list: it may end the run from ``on_after_update``, after
     every other callback has seen the step. The checkpoint is deleted when the run completes.
+    In a pack (:func:`featviz.render.render_pack`) every job's checkpointer saves before the
+    signal takes its course (:class:`StopLatch`).
 
     Args:
         path: the checkpoint file, normally ``<run dir>/checkpoint.pt``.
@@ -96,56 +151,42 @@ class Checkpointer(Callback):
         self.path = Path(path)
         self.meta = dict(meta or {})
         self.signals = [getattr(signal, name) for name in signals if hasattr(signal, name)]
-        self._previous: dict[int, Handler] = {}
-        self._received: int | None = None
 
-    # --- signals ----------------------------------------------------------------------
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._received = signum
-
-    def _install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            log.debug("not in the main thread: checkpoints only every %d steps, no signal handling", self.every)
-            return
-        for sig in self.signals:
-            self._previous[sig] = signal.signal(sig, self._on_signal)
-
-    def _uninstall(self) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
-        self._previous = {}
-
-    def _yield_to_signal(self, ctx: RenderContext, step: int) -> None:
-        """Let the received signal take its course now that the state is safe on disk."""
-        signum, self._received = self._received, None
+    def _yield_to_signal(self, ctx: RenderContext) -> None:
+        """Let the received signal take its course now that every job's state is safe on disk."""
+        signum, step = LATCH.received, LATCH.saved[self]
         assert signum is not None
+        previous = LATCH.previous.get(signum, signal.SIG_DFL)
+        LATCH.received = None
+        LATCH.saved.clear()
         try:
-            yield_to_signal(signum, self._previous.get(signum, signal.SIG_DFL), step, ctx.steps, self.path)
+            yield_to_signal(signum, previous, step, ctx.steps, self.path)
         except Preempted:
-            self._uninstall()
+            LATCH.leave(self)
             raise
 
     # --- callback hooks ---------------------------------------------------------------
     def on_start(self, ctx: RenderContext) -> None:
-        self._install()
+        LATCH.join(self)
 
     def on_after_update(self, ctx: RenderContext, step: int) -> None:
-        if self._received is not None:
+        if LATCH.pending_for(self):
             self.save(ctx, step)
-            log.info("%s received: state at step %d saved to %s", signal.Signals(self._received).name, step, self.path)
-            self._yield_to_signal(ctx, step)
+            log.info("%s received: state at step %d saved to %s", signal.Signals(LATCH.received).name, step, self.path)
+            LATCH.saved[self] = step
         elif self.every and step % self.every == 0 and step < ctx.steps:
             self.save(ctx, step)
+        if LATCH.all_saved():
+            self._yield_to_signal(ctx)
 
     def on_end(self, ctx: RenderContext, result: RenderResult) -> None:
         self.path.unlink(missing_ok=True)  # the run's files now say everything a checkpoint could
-        received, self._received = self._received, None
-        self._uninstall()
-        if received is not None:  # the run is complete: the signal now does what it would have done
+        received = LATCH.leave(self)
+        if received is not None:  # the last job is complete: the signal now does what it would have done
             signal.raise_signal(received)
 
     def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
-        self._uninstall()
+        LATCH.leave(self)
 
     def save(self, ctx: RenderContext, step: int) -> None:
         """Write the state after ``step`` updates (atomically: a kill mid-write keeps the previous one)."""

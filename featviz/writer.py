@@ -125,7 +125,7 @@ class RunWriter(Callback):
             status = "interrupted"
         else:
             status = "failed"
-        err = {"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc(limit=8)}
+        err = {"type": type(error).__name__, "message": str(error), "traceback": "".join(traceback.format_exception(error, limit=8))}
         try:
             self.write_result(status, {}, steps_done=steps_done, error=err)
         except OSError as exc:

@@ -153,7 +153,7 @@ def test_build_run_wires_config_keys_to_callbacks() -> None:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from featviz.app.job import REPO_ROOT
+    from featviz.app.config import REPO_ROOT
     from featviz.app.build import build_run
 
     overrides = [

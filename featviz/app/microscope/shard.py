@@ -183,7 +183,7 @@ def run_shard(cfg: Mapping[str, Any], out_dir: Path, overrides: Sequence[str] = 
     ``overrides`` (the job's, from Hydra) go into ``result.json`` as a render job's do. A completed shard of the same config is skipped (its summary returned); whatever fails,
     ``result.json`` says so, as for a render job, so the sweep summary lists it.
     """
-    from featviz.app.job import set_threads
+    from featviz.app.threads import set_threads
 
     cfg = dict(cfg)
     resume = find_resume_point(out_dir, cfg)

@@ -1,0 +1,186 @@
+"""A fused sweep (``launcher=fused``): a multirun's compatible jobs as packs, each one batched optimization.
+
+The Hydra plugin (``hydra_plugins/featviz_fused``) hands its ``launch`` here. Every job is
+composed and given its folder and ``.hydra/`` record exactly as the basic launcher would
+(Hydra's own ``run_job``, with a task that only collects the resolved config); then the
+jobs that can share a forward pass (:func:`pack_key`: same network, ``perf`` options and
+device) are cut into packs of at most ``max_images`` images per step (:func:`plan_packs`),
+and each pack is rendered by :func:`featviz.app.pack.run_pack`: on this machine one after
+another, each in a child process (a native crash fails that pack's jobs, recorded with the
+pack's id, and the sweep goes on), or on Slurm as the tasks of one job array.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+from featviz.app.config import to_plain
+from featviz.app.pack import JobSpec, Pack, crashed, run_pack_lines
+from featviz.errors import FeatvizError, Preempted
+
+log = logging.getLogger("featviz")
+
+
+def pack_key(cfg: Mapping[str, Any]) -> str:
+    """What jobs must share to share a forward pass: the network (the ``model`` group), ``perf`` and ``device``.
+
+    Everything else may differ inside a pack. ``model.redirected_relu`` is part of the model
+    group, and since it changes the network's backward for a number of steps, jobs using it
+    only pack with jobs of the same setting.
+    """
+    return json.dumps({"model": cfg.get("model"), "perf": cfg.get("perf"), "device": cfg.get("device", "auto")}, sort_keys=True, default=str)
+
+
+def images_per_step(cfg: Mapping[str, Any]) -> int:
+    """Rows a job puts through the network each step: its batch times its views per image."""
+    crops = int((cfg.get("transforms") or {}).get("crops") or 0)
+    return int(cfg.get("batch", 1)) * max(1, crops)
+
+
+def plan_packs(specs: Sequence[JobSpec], nums: Sequence[int], limit: Callable[[JobSpec], int]) -> list[Pack]:
+    """Group jobs by :func:`pack_key` (in sweep order), cutting a pack before it passes ``limit(first job)`` images per step.
+
+    A job that alone needs more than the limit gets a pack of its own.
+    """
+    packs: list[Pack] = []
+    open_packs: dict[str, Pack] = {}
+    for spec, num in zip(specs, nums):
+        key, images = pack_key(spec.config), images_per_step(spec.config)
+        pack = open_packs.get(key)
+        if pack is None or pack.images + images > limit(pack.specs[0]):
+            pack = open_packs[key] = Pack(len(packs))
+            packs.append(pack)
+        pack.specs.append(spec)
+        pack.nums.append(num)
+        pack.images += images
+    return packs
+
+
+def memory_limit(max_images: int | None) -> Callable[[JobSpec], int]:
+    """``limit(spec)`` for :func:`plan_packs`: ``max_images`` when set, else what half the free
+    memory holds for that job's network (:mod:`featviz.models.footprint`), measured once per network."""
+    if max_images is not None:
+        if int(max_images) < 1:
+            from featviz.errors import ConfigError
+
+            raise ConfigError(f"hydra.launcher.max_images={max_images} must be >= 1 (null sizes packs from the free memory)")
+        return lambda spec: int(max_images)
+    cache: dict[str, int] = {}
+
+    def limit(spec: JobSpec) -> int:
+        key = pack_key(spec.config)
+        if key not in cache:
+            from featviz.app.build import model_from_config
+            from featviz.models.footprint import free_bytes, image_bytes, max_images as fit
+            from featviz.models.feature_model import LOGITS
+            from featviz.render import resolve_device
+
+            try:
+                model = model_from_config(spec.config["model"], "cpu")
+                device = resolve_device(spec.config.get("device", "auto"))
+                cache[key] = fit(image_bytes(model, [LOGITS]), free_bytes(device))
+            except FeatvizError as exc:  # the jobs report it themselves; they get packs of one
+                log.debug("no pack size for %s: %s", key, exc)
+                cache[key] = 1
+            log.info("fused: packs of up to %d images per step for model %s", cache[key], spec.config["model"].get("name"))
+        return cache[key]
+
+    return limit
+
+
+def _collect(cfg: DictConfig) -> JobSpec:
+    """The task Hydra's ``run_job`` runs for each job: its resolved config, folder and overrides."""
+    hydra_cfg = HydraConfig.get()
+    return JobSpec(to_plain(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+
+
+def launch(
+    config: DictConfig,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    params: Mapping[str, Any],
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> list[JobReturn]:
+    """Compose every job, plan the packs, render them; one ``JobReturn`` per job, in order."""
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    render_task = getattr(task_function, "__module__", "") == "featviz.app.main"
+    returns: list[JobReturn] = []
+    specs: list[JobSpec] = []
+    nums: list[int] = []
+    for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+        job_cfg = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(job_cfg):
+            job_cfg.hydra.job.id = idx
+            job_cfg.hydra.job.num = idx
+        # Not a render (units, microscope): those jobs run one after another, as the basic launcher runs them.
+        ret = run_job(
+            hydra_context=hydra_context,
+            task_function=_collect if render_task else task_function,
+            config=job_cfg,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+        returns.append(ret)
+        if render_task and ret.status == JobStatus.COMPLETED:
+            specs.append(ret.return_value)
+            nums.append(len(returns) - 1)
+        elif render_task:
+            print(f"featviz: error: job {idx}: {ret._return_value}; the sweep goes on", file=sys.stderr)
+            ret.status, ret.return_value = JobStatus.COMPLETED, None
+    if not specs:
+        return returns
+    packs = plan_packs(specs, nums, memory_limit(params.get("max_images")))
+    log.info("fused: %d job(s) in %d pack(s) (%s)", len(specs), len(packs), ", ".join(str(len(p.specs)) for p in packs))
+    backend = str(params.get("backend", "local"))
+    try:
+        if backend == "slurm":
+            from featviz.app.fused_slurm import run_on_slurm
+
+            outcomes = run_on_slurm(packs, params, sweep_dir)
+        else:
+            outcomes = [_run_local(pack) for pack in packs]
+    except Preempted as exc:
+        hint = "" if exc.handed_over else f"; run the same command with hydra.sweep.dir={sweep_dir} to resume"
+        print(f"featviz: {'interrupted' if exc.signal_name == 'SIGINT' else 'preempted'}: {exc}{hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    for pack, results in zip(packs, outcomes):
+        for num, result in zip(pack.nums, results):
+            ret = returns[num]
+            if isinstance(result, dict):
+                ret.return_value = result
+            else:
+                print(f"featviz: error: job {ret.hydra_cfg.hydra.job.num}: {result}; the sweep goes on", file=sys.stderr)
+                ret.return_value = None
+    return returns
+
+
+def _run_local(pack: Pack) -> list[dict[str, Any] | str]:
+    """One pack on this machine: in a child of the fork server unless ``isolate=false``."""
+    first = pack.specs[0].config
+    if first.get("isolate") is False:
+        return run_pack_lines(pack.specs, pack.info)
+    from featviz.app.isolation import JobCrashed, run_isolated
+    from featviz.app.shared_model import server_env
+
+    record = {"overrides": pack.specs[0].overrides, "config": first, "pack": pack.info}
+    try:
+        return run_isolated(run_pack_lines, (pack.specs, pack.info), pack.specs[0].out_dir, record, server_env(first))
+    except JobCrashed as exc:
+        return crashed(pack, str(exc))
+

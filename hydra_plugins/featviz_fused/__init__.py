@@ -1,0 +1,1 @@
+"""featviz's Hydra launcher plugin: fused sweeps (conf/launcher/fused.yaml)."""
