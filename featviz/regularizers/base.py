@@ -29,15 +29,18 @@ class Regularizer:
 class FilterPull(Regularizer):
     """Pull the image towards a filtered copy of itself, one small step per update.
 
-    The penalty ``0.5 * ||x - stopgrad(filter(x))||^2`` (per pixel, summed over colours)
-    has gradient ``x - filter(x)``, so each optimizer step moves the image towards its
+    The penalty ``scale * 0.5 * ||x - stopgrad(filter(x))||^2`` (per pixel, summed over colours)
+    has gradient ``scale * (x - filter(x))``, so each optimizer step moves the image towards its
     filtered version: "filter every step" expressed as a loss, which works with any
-    parameterization. Subclasses say which filter.
+    parameterization. Subclasses say which filter, and the ``scale`` that makes weight 1 a
+    strong pull (see :mod:`featviz.regularizers.frequency`).
     """
+
+    scale = 1.0
 
     def filtered(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def penalty(self, images: torch.Tensor) -> torch.Tensor:
         target = self.filtered(images.detach())
-        return 0.5 * ((images - target) ** 2).flatten(1).sum(1) / images[0, 0].numel()
+        return self.scale * 0.5 * ((images - target) ** 2).flatten(1).sum(1) / images[0, 0].numel()
