@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from featviz.app.job import idle_cores, set_threads
+from featviz.app.threads import idle_cores, set_threads
 from featviz.errors import ConfigError
 
 
@@ -29,3 +29,21 @@ def test_auto_takes_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_thread_counts_are_refused(bad: object) -> None:
     with pytest.raises(ConfigError, match="threads="):
         set_threads(bad)  # type: ignore[arg-type]
+
+
+def test_usable_cores_honours_the_cgroup_quota_and_slurm(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from featviz.app import threads
+
+    affinity = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 cores
+    assert threads.cgroup_cpus(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert threads.cgroup_cpus(tmp_path) is None
+    assert threads.cgroup_cpus(tmp_path / "absent") is None
+    monkeypatch.setattr(threads, "cgroup_cpus", lambda: 0.5)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert threads.usable_cores() == 1  # a quota under one core still runs one thread
+    monkeypatch.setattr(threads, "cgroup_cpus", lambda: None)
+    assert threads.usable_cores() == affinity
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert threads.usable_cores() == 1
