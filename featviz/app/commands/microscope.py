@@ -20,7 +20,8 @@ from omegaconf import DictConfig
 
 from featviz.app.config import CONF_DIR, to_plain
 from featviz.app.microscope.shard import run_shard
-from featviz.errors import FeatvizError, Preempted
+from featviz.app.reporting import one_line, report
+from featviz.errors import ConfigError, FeatvizError, Preempted
 from featviz.rundir import RunLock
 from featviz.tools.microscope_site import write_site
 
@@ -45,9 +46,9 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         print(f"featviz: preempted: {shard}: stopped by {exc.signal_name} at step {exc.step}/{exc.steps} of a batch; its finished batches are saved; {then}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except FeatvizError as exc:
-        print(f"featviz microscope: error: {shard}: {exc}", file=sys.stderr)
+        report("featviz microscope", f"{shard}: {exc}")
     except Exception as exc:  # a bug or OOM in one shard must not cost the others
-        print(f"featviz microscope: error: {shard}: {type(exc).__name__}: {exc} (in {out_dir / 'result.json'}); the other shards go on", file=sys.stderr)
+        report("featviz microscope", f"{shard}: {type(exc).__name__}: {one_line(str(exc))} (in {out_dir / 'result.json'}); the other shards go on")
     return None
 
 
@@ -60,4 +61,6 @@ def site_parser(prog: str) -> argparse.ArgumentParser:
 
 def run_site(args: argparse.Namespace) -> str:
     """``featviz microscope-site SWEEP [--out DIR]``: works while shards still run (it shows what is done)."""
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a file; give a folder for the site (default: SWEEP/site)")
     return f"featviz: microscope site in {write_site(args.sweep, args.out)}"

@@ -13,7 +13,8 @@ from omegaconf import DictConfig
 
 from featviz.app.build import RunParts, build_run, model_from_config
 from featviz.app.config import CONF_DIR, to_plain
-from featviz.errors import FeatvizError
+from featviz.app.reporting import report
+from featviz.errors import FeatvizError, check_seed
 from featviz.models.feature_model import FeatureModel
 from featviz.progress import ProgressBar
 from featviz.render import resolve_device
@@ -62,8 +63,8 @@ def main(cfg: DictConfig) -> None:
     """``featviz units [overrides]``: Hydra, with ``conf/units.yaml`` as the primary config."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        check_seed(cfg.get("seed", 0))
         path = run_units(to_plain(cfg), out_dir)
     except FeatvizError as exc:
-        print(f"featviz units: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(report("featviz units", exc))
     print(f"featviz: contact sheet in {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from featviz.errors import ConfigError, UnitOutOfRangeError, UnknownLayerError
 from featviz.models.feature_model import FeatureModel
@@ -23,6 +24,14 @@ class Batch:
     index: int
     layer: str
     units: tuple[int, ...]
+
+
+def check_settings(m: Mapping[str, Any]) -> None:
+    """The ``microscope`` block's numbers inside their ranges (``schemas.RANGES``), checked before
+    the sweep launches: ``microscope.shards=0`` is otherwise a multirun of no jobs that exits 0."""
+    from featviz.app.build import check_ranges
+
+    check_ranges({"microscope": dict(m)})
 
 
 def layer_units(model: FeatureModel, layers: Sequence[str], units: Sequence[int] | None, size: int) -> dict[str, list[int]]:

@@ -23,7 +23,7 @@ import torch
 
 from featviz.app.build import build_run, model_from_config
 from featviz.app.microscope.exemplars import Exemplars
-from featviz.app.microscope.plan import Batch, layer_units, plan_batches, shard_batches
+from featviz.app.microscope.plan import Batch, check_settings, layer_units, plan_batches, shard_batches
 from featviz.app.microscope.signals import StopSignals
 from featviz.app.microscope.tracking import log_shard
 from featviz.callbacks import Callback
@@ -82,6 +82,7 @@ class Shard:
     def __init__(self, cfg: Mapping[str, Any], out_dir: Path, model: FeatureModel | None = None) -> None:
         self.cfg, self.out_dir = dict(cfg), Path(out_dir)
         self.m = dict(cfg["microscope"])
+        check_settings(self.m)
         if int(self.m["facets"]) == 1:
             raise ConfigError("microscope.facets=1 has no diversity to optimize; use 0 (none) or >= 2 images per unit")
         self.render_cfg = {k: v for k, v in self.cfg.items() if k != "microscope"}

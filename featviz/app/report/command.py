@@ -14,9 +14,9 @@ from featviz.app.report.runs import SWEEP_KEY, filter_runs, load_sweeps, read_cu
 from featviz.app.report.stability import add_seed_stability
 from featviz.app.report.tables import Row, all_metrics, default_columns, fmt, make_rows, metric_name, sort_rows, to_csv, to_latex, to_markdown
 from featviz.app.tracking.session import short_keys
-from featviz.errors import ConfigError
-from featviz.images import atomic_write_bytes
-from featviz.rundir import JobRecord
+from featviz.errors import ConfigError, DatasetError, OutputError
+from featviz.images import atomic_write_bytes, check_images
+from featviz.rundir import JobRecord, read_sweep
 
 
 def _split(text: str | None) -> list[str]:
@@ -49,6 +49,45 @@ def _rel(path: Path, out: Path) -> str:
     return Path(os.path.relpath(path.resolve(), out.resolve())).as_posix()
 
 
+def _steps(text: str | None) -> list[int]:
+    """``--steps 0,64,256`` as numbers; one line naming the flag for anything else."""
+    try:
+        steps = [int(s) for s in _split(text)]
+    except ValueError:
+        raise ConfigError(f"--steps {text!r} must be comma-separated snapshot step numbers, e.g. --steps 0,64,256") from None
+    if any(s < 0 for s in steps):
+        raise ConfigError(f"--steps {text!r} must be steps >= 0")
+    return steps
+
+
+def _readable(path: Path) -> bool:
+    try:
+        check_images([path], "report")
+    except DatasetError:
+        return False
+    return True
+
+
+def _drop_unreadable_images(runs: Sequence[JobRecord]) -> list[Path]:
+    """Leave out of the grid the snapshots and finals that cannot be decoded (a 0-byte file a
+    killed run or a full disk left); the paths left out, so the report can say which."""
+    bad = []
+    for run in runs:
+        for step, path in list(run.snapshots.items()):
+            if not _readable(path):
+                bad.append(path)
+                del run.snapshots[step]
+        if run.final_image is not None and not _readable(run.final_image):
+            bad.append(run.final_image)
+            run.final_image = None
+    return bad
+
+
+def _missing(sweep_dir: Path) -> list[JobRecord]:
+    """The jobs of a sweep with no usable ``result.json`` (killed before writing one, or stale)."""
+    return [job for job in read_sweep(sweep_dir) if not job.has_result]
+
+
 def _grids(sweeps: dict[str, list[JobRecord]], ordered: list[JobRecord], args: argparse.Namespace, out: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
     """One grid per sweep, rows in table order, labelled by the keys that vary inside that sweep."""
     if args.tile < 8:
@@ -60,7 +99,7 @@ def _grids(sweeps: dict[str, list[JobRecord]], ordered: list[JobRecord], args: a
         if not runs:
             continue
         keys = [k for k in varying_keys(runs) if k != SWEEP_KEY]
-        steps = [int(s) for s in _split(args.steps)] or sorted({s for r in runs for s in r.snapshots})
+        steps = _steps(args.steps) or sorted({s for r in runs for s in r.snapshots})
         labels = []
         for r in runs:
             lines = [f"{k}={r.settings.get(k, '')}" for k in keys] or [f"job {r.job}"]
@@ -107,10 +146,14 @@ def _links(rows: Sequence[Row], runs: Sequence[JobRecord], out: Path) -> dict[tu
 
 
 def _sweep_line(path: Path, runs: Sequence[JobRecord]) -> str:
+    """``DIR: 4 runs (3 completed, 1 missing: job 2 ...)``: the jobs without a result are named, not left out."""
+    missing = _missing(path)
     counts: dict[str, int] = {}
-    for r in runs:
+    for r in [*runs, *missing]:
         counts[r.status] = counts.get(r.status, 0) + 1
-    return f"{path}: {len(runs)} run{'s' * (len(runs) != 1)} (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"
+    total = len(runs) + len(missing)
+    named = "; ".join(f"job {j.job} {j.status}: {j.error}" for j in missing)
+    return f"{path}: {total} run{'s' * (total != 1)} (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")" + (f"; {named}" if named else "")
 
 
 def report(args: argparse.Namespace) -> dict[str, Path]:
@@ -132,6 +175,7 @@ def report(args: argparse.Namespace) -> dict[str, Path]:
         if args.sort not in metrics and args.sort not in keys:
             raise ConfigError(f"--sort {args.sort!r} is not a metric of this sweep; use one of {sorted(metrics)}")
     rows = sort_rows(rows, args.sort, args.desc)
+    _steps(args.steps)  # checked before anything is written
     columns = [metric_name(c, metrics) for c in _split(args.columns)] or default_columns(metrics)
     missing = [c for c in columns if c not in metrics]
     if missing:
@@ -139,6 +183,17 @@ def report(args: argparse.Namespace) -> dict[str, Path]:
     label_keys = [k for k in keys if k not in mean_over]
 
     out = args.out or (args.sweep_dirs[0] / "report" if len(args.sweep_dirs) == 1 else args.sweep_dirs[0] / "report" / "compare")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the report files (default: SWEEP/report)")
+    try:
+        return _write(args, sweeps, runs, rows, keys, label_keys, columns, out)
+    except OSError as exc:
+        raise OutputError(f"cannot write the report in {out}: {exc.strerror or exc} ({exc.filename}); choose a writable folder with --out DIR") from None
+
+
+def _write(args: argparse.Namespace, sweeps: dict[str, list[JobRecord]], runs: list[JobRecord], rows: list[Row], keys: list[str],
+           label_keys: list[str], columns: list[str], out: Path) -> dict[str, Path]:
+    """Write every report file into ``out``; their paths by kind."""
     written = {
         "csv": atomic_write_bytes(out / "metrics.csv", lambda f: f.write(to_csv(rows, label_keys).encode())),
         "md": atomic_write_bytes(out / "metrics.md", lambda f: f.write(to_markdown(rows, label_keys, columns).encode())),
@@ -146,6 +201,7 @@ def report(args: argparse.Namespace) -> dict[str, Path]:
     }
     ordered = [r for row in rows for r in runs if r.job in row.jobs]
     grids: list[tuple[str, str]] = []
+    written.update({f"left out (unreadable) {i}": path for i, path in enumerate(_drop_unreadable_images(runs))})
     if not args.no_grid:
         grid_files, grids = _grids(sweeps, ordered, args, out)
         written.update(grid_files)
@@ -167,6 +223,7 @@ def report(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> str:
-    """Write the report; returns the Markdown table and the paths written."""
+    """Write the report; returns the Markdown table, the jobs without a result and the paths written."""
     written = report(args)
-    return written["md"].read_text().rstrip("\n") + "\n" + "\n".join(f"{kind}: {path}" for kind, path in written.items())
+    missing = [f"missing: {d / j.job if j.job != '.' else d}: {j.status}: {j.error}" for d in args.sweep_dirs for j in _missing(d)]
+    return "\n".join([written["md"].read_text().rstrip("\n"), *missing, *(f"{kind}: {path}" for kind, path in written.items())])
