@@ -1,17 +1,29 @@
 """featviz: feature visualization by optimization (Olah et al., Distill 2017).
 
-The library needs neither Hydra nor W&B::
+The library needs neither Hydra nor W&B. In a notebook, one line with the command line's
+defaults (standard transforms, 128 px FFT image, 256 steps, a progress bar, inline image)::
 
-    from featviz import render, build_model, objectives, params, transforms
-    model = build_model("efficientnet_lite0")
-    result = render(model, objectives.channel("blocks.10", 3), steps=256)
+    import featviz
+    result = featviz.render("efficientnet_lite0", "blocks.10:3")
+
+``featviz.render`` is :func:`featviz.quick.render`; the bare loop, with no defaults filled
+in, is :func:`featviz.render.render` (``from featviz.render import render``).
 """
 
-from featviz import objectives, params, regularizers, transforms
-from featviz.callbacks import Callback, RenderResult
-from featviz.errors import FeatvizError
-from featviz.models import FeatureModel, build_model
-from featviz.render import render
+import os
+
+# Before anything loads torch (and with it libgomp, which reads this once): OpenMP threads
+# that wait for each other sleep instead of spinning. On a machine busy with other work a
+# spinning thread burns the time slice its descheduled partner needs, and the render fell to
+# a tenth of its speed; sleeping keeps it near its fair share (docs/performance.md, "A busy
+# machine"). A value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from featviz import objectives, params, regularizers, transforms  # noqa: E402 - after the variable above
+from featviz.callbacks import Callback, RenderResult  # noqa: E402
+from featviz.errors import FeatvizError  # noqa: E402
+from featviz.models import FeatureModel, build_model  # noqa: E402
+from featviz.quick import render  # noqa: E402
 
 __version__ = "0.1.0"
 

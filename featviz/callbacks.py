@@ -5,15 +5,19 @@ in featviz.render knows only this interface."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from PIL import Image
+
+from featviz.images import grid, to_uint8
 
 from featviz.models.feature_model import FeatureModel
 from featviz.objectives.base import Objective
 from featviz.params.base import ImageParam
-from featviz.transforms import Transform
+from featviz.transforms import Compose, Resize, Transform
 
 
 @dataclass
@@ -39,6 +43,33 @@ class RenderResult:
     def steps_per_s(self) -> float:
         return self.steps / self.wall_time if self.wall_time > 0 else float("nan")
 
+    def picture(self, min_side: int = 256) -> Image.Image:
+        """The images as one picture (a row of tiles for a batch), enlarged by a whole factor
+        to at least ``min_side`` px so a 64 px render is not a dot in a notebook."""
+        tiles = grid(self.images) if self.images.shape[0] > 1 else self.images[0]
+        pil = Image.fromarray(to_uint8(tiles))
+        factor = max(1, -(-min_side // max(1, min(self.images.shape[-2:]))))
+        return pil.resize((pil.width * factor, pil.height * factor), Image.NEAREST) if factor > 1 else pil
+
+    def show(self) -> None:
+        """Display the images below a notebook cell, or open them in the image viewer."""
+        try:
+            from IPython.display import display
+        except ImportError:
+            self.picture().show()
+            return
+        display(self.picture())
+
+    def _repr_png_(self) -> bytes:
+        """Jupyter's rich display: a result at the end of a cell shows as its images."""
+        buffer = io.BytesIO()
+        self.picture().save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def __repr__(self) -> str:
+        last = self.history[-1].get("objective", float("nan")) if self.history else float("nan")
+        return f"RenderResult(images={tuple(self.images.shape)}, steps={self.steps}, objective={last:.4g}, {self.steps_per_s:.3g} steps/s)"
+
 
 @dataclass
 class RenderContext:
@@ -57,13 +88,20 @@ class RenderContext:
     extra: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)  # recorded metrics so far (a checkpoint saves them)
 
+    def clean_input(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` as the network sees them in this run with every random transform left out:
+        resized when the run's transforms end in a resize (``transforms.resize=true``), else
+        as they are, so a run that optimizes 128 px images is measured at 128 px."""
+        stages = self.transforms.transforms if isinstance(self.transforms, Compose) else [self.transforms]
+        sizes = [t.size for t in stages if isinstance(t, Resize)]
+        if sizes and tuple(images.shape[-2:]) != (sizes[-1], sizes[-1]):
+            images = torch.nn.functional.interpolate(images, size=(sizes[-1], sizes[-1]), mode="bilinear", align_corners=False)
+        return images
+
     @torch.no_grad()
     def evaluate(self, images: torch.Tensor) -> torch.Tensor:
-        """Objective score of ``images`` with no transform except the resize to model input."""
-        size = self.model.input_size
-        if images.shape[-1] != size:
-            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-        return self.objective(self.model(images, self.objective.layers))
+        """Objective score of ``images`` untransformed, in the run's own setting (:meth:`clean_input`)."""
+        return self.objective(self.model(self.clean_input(images), self.objective.layers))
 
 
 class Callback:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from featviz.callbacks import Callback, RenderContext, RenderResult
 from featviz.models.feature_model import FeatureModel
@@ -25,7 +24,8 @@ def feature_cossim(act: torch.Tensor) -> float:
 class DiversityMetric(Callback):
     """Adds ``diversity`` (1 - :func:`feature_cossim`) and ``feature_cossim`` to ``result.final``.
 
-    Measured on the final, untransformed images resized to the model's input. With
+    Measured on the final, untransformed images in the run's own setting (resized to the
+    model's input only when the run resizes: :meth:`RenderContext.clean_input`). With
     ``main``, the objective *without* the batch terms, it also adds ``objective_main`` (its
     batch mean on those images): the logged ``objective`` includes the diversity and
     alignment terms, so this is the number that says what a diversity weight costs the unit.
@@ -45,10 +45,7 @@ class DiversityMetric(Callback):
         images = result.images
         if images.shape[0] < 2:
             return
-        size = ctx.model.input_size
-        images = images.to(ctx.device)
-        if images.shape[-1] != size:
-            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        images = ctx.clean_input(images.to(ctx.device))
         layers = {self.layer} | (self.main.layers if self.main is not None else set())
         with torch.no_grad():
             acts = ctx.model(images, layers)

@@ -60,15 +60,41 @@ class Page:
     curves: list[tuple[str, str]]  # (caption, image)
 
 
+# Batch runs: how alike the images are, and the unit alone; present whenever a run recorded them.
+BATCH_COLUMNS = ("diversity", "objective_main")
+
+
+def table_columns(page: Page) -> list[str]:
+    """The page's columns plus :data:`BATCH_COLUMNS` that some run has, so a diversity sweep's
+    table shows what the diversity weight bought and what it cost the unit."""
+    present = {k for r in page.rows for k in r.values}
+    return [*page.columns, *(c for c in BATCH_COLUMNS if c in present and c not in page.columns)]
+
+
+def objective_note(page: Page) -> str:
+    """What ``objective`` means in this table: with batch terms it is the optimized total."""
+    present = {k for r in page.rows for k in r.values}
+    if "objective_main" in present:
+        return (
+            "<p><code>objective</code> is what was optimized: the unit's objective <em>plus the diversity / alignment "
+            "terms</em> (minus the diversity weight times the images' similarity); <code>objective_main</code> is the "
+            "unit's objective alone on the untransformed images, <code>diversity</code> is 1 − their mean feature cosine.</p>"
+        )
+    if "diversity" in present:
+        return "<p><code>objective</code> has no diversity term in these runs; <code>diversity</code> is 1 − the images' mean feature cosine.</p>"
+    return ""
+
+
 def _table(page: Page) -> str:
-    head, show_n, show_status = header(page.label_keys, page.columns, page.rows)
+    columns = table_columns(page)
+    head, show_n, show_status = header(page.label_keys, columns, page.rows)
     show_error = any(r.error for r in page.rows)
     head = [*head, *(["error"] if show_error else []), "runs"]
     lines = ['<table class="sortable">', "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead>", "<tbody>"]
     for r in page.rows:
         cells = [f"<td>{escape(r.labels.get(k, ''))}</td>" for k in page.label_keys]
         cells += [f"<td>{escape(r.status)}</td>"] * show_status + [f'<td class="num" data-v="{r.n}">{r.n}</td>'] * show_n
-        for c in page.columns:
+        for c in columns:
             value = r.values.get(c)
             cells.append(f'<td class="num" data-v="{"" if value is None else repr(value)}">{escape(cell(r, c, "±"))}</td>')
         if show_error:
@@ -89,6 +115,7 @@ def render_page(page: Page) -> str:
         figures(page.grids) if page.grids else "<p>No grid (--no-grid).</p>",
         '<h2 id="metrics">Metrics</h2>',
         "<p>Final metrics of each run (mean ± std where runs are averaged); click a header to sort.</p>",
+        objective_note(page),
         _table(page),
         '<h2 id="curves">Curves</h2>',
         "<p><code>objective</code>: what the optimizer maximizes, on a transformed image; "

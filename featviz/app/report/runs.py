@@ -43,15 +43,22 @@ def sweep_labels(dirs: Sequence[Path]) -> list[str]:
     return [str(i) for i in range(len(dirs))]
 
 
+def experiment_name(runs: Sequence[JobRecord]) -> str | None:
+    """The ``+experiment=NAME`` the runs were launched with (the same in all of them), else None."""
+    names = {v for r in runs for k, v in r.settings.items() if k.lstrip("+~") == "experiment"}
+    return names.pop() if len(names) == 1 else None
+
+
 def load_sweeps(dirs: Sequence[Path]) -> dict[str, list[JobRecord]]:
-    """The runs of each sweep by its label; with several, each run also carries ``sweep=<label>``."""
+    """The runs of each sweep by its label (``NAME TIME`` when the sweep ran ``+experiment=NAME``,
+    so the report's title says what it is); with several, each run also carries ``sweep=<label>``."""
+    loaded = [load_runs(d) for d in dirs]
+    labels = [f"{name} {label}" if (name := experiment_name(runs)) else label for label, runs in zip(sweep_labels(dirs), loaded)]
     if len(dirs) == 1:
-        return {sweep_labels(dirs)[0]: load_runs(dirs[0])}
+        return {labels[0]: loaded[0]}
     out = {}
-    for label, d in zip(sweep_labels(dirs), dirs):
-        out[label] = [
-            dataclasses.replace(r, job=f"{label}/{r.job}", overrides=[f"{SWEEP_KEY}={label}", *r.overrides]) for r in load_runs(d)
-        ]
+    for label, runs in zip(labels, loaded):
+        out[label] = [dataclasses.replace(r, job=f"{label}/{r.job}", overrides=[f"{SWEEP_KEY}={label}", *r.overrides]) for r in runs]
     return out
 
 
