@@ -12,8 +12,33 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Tests are CPU-only and deterministic regardless of the machine they run on.
+# Tests are deterministic regardless of the machine they run on; on the CPU unless --device says otherwise.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu", choices=["cpu", "cuda"],
+                     help="device of the device-aware tests (those taking the `device` fixture); benchmarks/gpu_check.py runs them with cuda")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "device_aware: takes the `device` fixture (set automatically); `-m device_aware --device cuda` runs them on a GPU")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parametrized = "device" in getattr(getattr(item, "callspec", None), "params", {})
+        if "device" in getattr(item, "fixturenames", ()) and not parametrized:
+            item.add_marker(pytest.mark.device_aware)
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> str:
+    """The device ``--device`` names (cpu by default); skips every test that takes it when that is cuda and none is visible."""
+    name = str(request.config.getoption("--device"))
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--device cuda but no CUDA GPU is visible")
+    return name
 
 
 def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:

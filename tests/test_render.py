@@ -15,15 +15,15 @@ from featviz.render import render
 from featviz.transforms import build_transforms
 
 
-def small_render(model, seed=0, steps=12, param_kind="fft", **kw):
+def small_render(model, seed=0, steps=12, param_kind="fft", device="cpu", **kw):
     g = torch.Generator().manual_seed(seed)
     param = (FFTImage if param_kind == "fft" else PixelImage)(32, batch=kw.pop("batch", 1), generator=g)
-    return render(model, Channel("blocks.2", 5), param=param, transforms=build_transforms(jitter=2, rotate=5, resize=48), steps=steps, device="cpu", generator=g, **kw)
+    return render(model, Channel("blocks.2", 5), param=param, transforms=build_transforms(jitter=2, rotate=5, resize=48), steps=steps, device=device, generator=g, **kw)
 
 
 @pytest.mark.parametrize("param_kind", ["fft", "pixel"])
-def test_objective_increases(lite0, param_kind):
-    res = small_render(lite0, param_kind=param_kind)
+def test_objective_increases(lite0, param_kind, device):
+    res = small_render(lite0, param_kind=param_kind, device=device)
     objs = [h["objective"] for h in res.history]
     assert len(objs) == 13
     assert objs[-1] > objs[0] + 1.0
@@ -31,23 +31,23 @@ def test_objective_increases(lite0, param_kind):
     assert res.final["objective_max"] >= res.final["objective"]
 
 
-def test_same_seed_same_bytes_different_seed_differs(lite0):
+def test_same_seed_same_bytes_different_seed_differs(lite0, device):
     def digest(seed):
-        return hashlib.sha256(small_render(lite0, seed=seed, steps=5).images.numpy().tobytes()).hexdigest()
+        return hashlib.sha256(small_render(lite0, seed=seed, steps=5, device=device).images.cpu().numpy().tobytes()).hexdigest()
 
     assert digest(3) == digest(3)
     assert digest(3) != digest(4)
 
 
-def test_batch_and_regularizer_terms(lite0):
-    res = small_render(lite0, steps=3, batch=2, regularizers=[L1(0.1)])
+def test_batch_and_regularizer_terms(lite0, device):
+    res = small_render(lite0, steps=3, batch=2, regularizers=[L1(0.1)], device=device)
     assert res.images.shape[0] == 2
     assert "reg/l1" in res.history[0]
     assert res.history[0]["loss"] == pytest.approx(-res.history[0]["objective"] + res.history[0]["reg/l1"], rel=1e-5)
 
 
-def test_weights_get_no_gradient(lite0):
-    small_render(lite0, steps=2)
+def test_weights_get_no_gradient(lite0, device):
+    small_render(lite0, steps=2, device=device)
     assert all(p.grad is None for p in lite0.parameters())
 
 

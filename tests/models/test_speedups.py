@@ -36,20 +36,20 @@ def fast(plain_lite0):
     return copy.deepcopy(plain_lite0).optimize(keep=["blocks.3.depthwise_conv"])
 
 
-def test_folded_model_gives_the_same_activations(plain_lite0, fast):
+def test_folded_model_gives_the_same_activations(plain_lite0, fast, device):
     assert len(fast.folded) == 48  # 49 conv -> BN pairs, one kept for blocks.3.depthwise_conv
     assert fast.channels_last and fast.layer_names == plain_lite0.layer_names
-    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1)).to(device)
     with torch.no_grad():
-        want, got = plain_lite0(x, LAYERS), fast(x, LAYERS)
+        want, got = plain_lite0.to(device)(x, LAYERS), fast.to(device)(x, LAYERS)
     for layer in LAYERS:
         assert rel_error(got[layer], want[layer]) < 1e-5, layer
 
 
-def test_folded_model_gives_the_same_input_gradient(plain_lite0, fast):
-    x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(2))
+def test_folded_model_gives_the_same_input_gradient(plain_lite0, fast, device):
+    x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(2)).to(device)
     grads = []
-    for model in (plain_lite0, fast):
+    for model in (plain_lite0.to(device), fast.to(device)):
         xi = x.clone().requires_grad_(True)
         Channel("blocks.8", 5)(model(xi, ["blocks.8"])).sum().backward()
         grads.append(xi.grad)
@@ -87,11 +87,11 @@ def test_folding_finds_pairs_in_torchvision_models():
         assert rel_error(opt(x)["logits"], ref(x)["logits"]) < 1e-5
 
 
-def test_bf16_autocast_returns_float32_close_to_float32(plain_lite0):
-    model = copy.deepcopy(plain_lite0).optimize(PerfOptions(fold_bn=False, channels_last=False, amp="bf16"))
-    x = torch.rand(1, 3, 64, 64)
+def test_bf16_autocast_returns_float32_close_to_float32(plain_lite0, device):
+    model = copy.deepcopy(plain_lite0).optimize(PerfOptions(fold_bn=False, channels_last=False, amp="bf16")).to(device)
+    x = torch.rand(1, 3, 64, 64).to(device)
     with torch.no_grad():
-        got, want = model(x, ["blocks.4"])["blocks.4"], plain_lite0(x, ["blocks.4"])["blocks.4"]
+        got, want = model(x, ["blocks.4"])["blocks.4"], plain_lite0.to(device)(x, ["blocks.4"])["blocks.4"]
     assert got.dtype == torch.float32
     assert 0 < rel_error(got, want) < 0.1
 
@@ -158,11 +158,11 @@ def test_fused_geometry_matches_the_chain_away_from_the_borders():
         assert (a - b).abs().mean() < 5e-3
 
 
-def test_optimized_render_equals_plain_render(plain_lite0, fast):
+def test_optimized_render_equals_plain_render(plain_lite0, fast, device):
     def run(model, fuse):
         g = torch.Generator().manual_seed(0)
         tf = build_transforms(pad=4, pad_mode="constant", jitter=4, scale=(0.95, 1.05), rotate=5, jitter_after=2, resize=64, fuse_geometry=fuse)
-        return render(model, Channel("blocks.4", 7), param=FFTImage(48, generator=g), transforms=tf, steps=6, log_every=6, device="cpu", generator=g)
+        return render(model, Channel("blocks.4", 7), param=FFTImage(48, generator=g), transforms=tf, steps=6, log_every=6, device=device, generator=g)
 
     base, opt, both = run(plain_lite0, False), run(fast, False), run(fast, True)
     # Adam divides by the gradient's running RMS, so float-rounding differences in tiny

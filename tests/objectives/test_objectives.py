@@ -6,13 +6,13 @@ from featviz.objectives.units import Channel, ClassLogit, ClassProb, DeepDream, 
 from featviz.objectives import build_objective
 
 
-def acts(b=2):
+def acts(b=2, device="cpu"):
     g = torch.Generator().manual_seed(0)
-    return {"l": torch.randn(b, 4, 5, 5, generator=g), "logits": torch.randn(b, 10, generator=g)}
+    return {"l": torch.randn(b, 4, 5, 5, generator=g).to(device), "logits": torch.randn(b, 10, generator=g).to(device)}
 
 
-def test_basic_objectives():
-    a = acts()
+def test_basic_objectives(device):
+    a = acts(device=device)
     assert torch.allclose(Channel("l", 2)(a), a["l"][:, 2].mean((1, 2)))
     assert torch.allclose(Neuron("l", 1)(a), a["l"][:, 1, 2, 2])
     assert torch.allclose(Neuron("l", 1, x=0, y=4)(a), a["l"][:, 1, 4, 0])
@@ -21,8 +21,8 @@ def test_basic_objectives():
     assert torch.allclose(ClassProb(3)(a), a["logits"].softmax(1)[:, 3])
 
 
-def test_algebra():
-    a = acts()
+def test_algebra(device):
+    a = acts(device=device)
     c1, c2 = Channel("l", 0), Channel("l", 1)
     assert torch.allclose((c1 + c2)(a), c1(a) + c2(a))
     assert torch.allclose((c1 - c2)(a), c1(a) - c2(a))

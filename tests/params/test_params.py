@@ -8,10 +8,10 @@ from featviz.params import build_param
 
 
 @pytest.mark.parametrize("kind", ["pixel", "fft"])
-def test_shape_range_and_seed(kind):
-    a = build_param(kind, generator=torch.Generator().manual_seed(1), size=24, batch=3)()
-    b = build_param(kind, generator=torch.Generator().manual_seed(1), size=24, batch=3)()
-    c = build_param(kind, generator=torch.Generator().manual_seed(2), size=24, batch=3)()
+def test_shape_range_and_seed(kind, device):
+    a = build_param(kind, generator=torch.Generator().manual_seed(1), size=24, batch=3).to(device)()
+    b = build_param(kind, generator=torch.Generator().manual_seed(1), size=24, batch=3).to(device)()
+    c = build_param(kind, generator=torch.Generator().manual_seed(2), size=24, batch=3).to(device)()
     assert a.shape == (3, 3, 24, 24)
     assert a.min() >= 0 and a.max() <= 1
     assert torch.equal(a, b)
@@ -44,8 +44,8 @@ def test_decorrelate_and_value_range_switches():
     assert out.min() == 0 and out.max() == 1  # sd=1 saturates some pixels at both ends
 
 
-def test_gradient_flows_to_parameters():
-    for p in (PixelImage(16), FFTImage(16)):
+def test_gradient_flows_to_parameters(device):
+    for p in (PixelImage(16).to(device), FFTImage(16).to(device)):
         p().mean().backward()
         assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in p.parameters())
 
