@@ -70,7 +70,9 @@ class ProgressBar(ClosingCallback):
         from tqdm import tqdm
 
         bar_class = (_notebook_bar() if notebook else None) or tqdm
-        kwargs = {} if bar_class is not tqdm else {"file": stream, "dynamic_ncols": True}
+        kwargs: dict[str, Any] = {} if bar_class is not tqdm else {"file": stream, "dynamic_ncols": True}
+        if notebook and bar_class is tqdm:
+            kwargs["mininterval"] = 2.0  # each refresh is one more output line a saved notebook keeps
         self._bar = bar_class(total=ctx.steps, initial=ctx.start_step, desc="render", unit="step", **kwargs)
 
     def on_step(self, ctx: RenderContext, record: StepRecord) -> None:
