@@ -9,6 +9,7 @@ line. Library constructors take typed arguments; only this module reads config k
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 import math
@@ -319,8 +320,13 @@ def build_metrics_callback(cfg: Mapping[str, Any], device: str | torch.device = 
     return callback
 
 
+@functools.lru_cache(maxsize=4)
 def _eval_model(name: str, weights: str | None, device: str | torch.device) -> FeatureModel | None:
-    """The eval network, or None with one warning when its weights are missing (no transfer/*)."""
+    """The eval network, or None with one warning when its weights are missing (no transfer/*).
+
+    Built once per process: the jobs of a pack (or of a notebook's loop) score with the same
+    frozen network, which only ever runs without gradients.
+    """
     try:
         return build_model(name, weights=weights, device=device)
     except WeightsError as exc:

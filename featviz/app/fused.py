@@ -26,9 +26,12 @@ from omegaconf import DictConfig, open_dict
 
 from featviz.app.config import to_plain
 from featviz.app.pack import JobSpec, Pack, crashed, run_pack_lines
-from featviz.errors import FeatvizError, Preempted
+from featviz.errors import ConfigError, FeatvizError, Preempted
 
 log = logging.getLogger("featviz")
+
+#: Where packs run: here one after another, as Slurm array tasks, or as submitit's local emulation of them.
+BACKENDS = ("local", "slurm", "submitit_local")
 
 
 def pack_key(cfg: Mapping[str, Any]) -> str:
@@ -71,8 +74,6 @@ def memory_limit(max_images: int | None) -> Callable[[JobSpec], int]:
     memory holds for that job's network (:mod:`featviz.models.footprint`), measured once per network."""
     if max_images is not None:
         if int(max_images) < 1:
-            from featviz.errors import ConfigError
-
             raise ConfigError(f"hydra.launcher.max_images={max_images} must be >= 1 (null sizes packs from the free memory)")
         return lambda spec: int(max_images)
     cache: dict[str, int] = {}
@@ -113,6 +114,10 @@ def launch(
     initial_job_idx: int,
 ) -> list[JobReturn]:
     """Compose every job, plan the packs, render them; one ``JobReturn`` per job, in order."""
+    backend = str(params.get("backend", "local"))
+    if backend not in BACKENDS:
+        raise ConfigError(f"hydra.launcher.backend={backend!r} is not a fused-sweep backend; use one of {list(BACKENDS)}")
+    limit = memory_limit(params.get("max_images"))
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -145,11 +150,10 @@ def launch(
             ret.status, ret.return_value = JobStatus.COMPLETED, None
     if not specs:
         return returns
-    packs = plan_packs(specs, nums, memory_limit(params.get("max_images")))
+    packs = plan_packs(specs, nums, limit)
     log.info("fused: %d job(s) in %d pack(s) (%s)", len(specs), len(packs), ", ".join(str(len(p.specs)) for p in packs))
-    backend = str(params.get("backend", "local"))
     try:
-        if backend == "slurm":
+        if backend != "local":
             from featviz.app.fused_slurm import run_on_slurm
 
             outcomes = run_on_slurm(packs, params, sweep_dir)
