@@ -43,10 +43,14 @@ class ProgressBar(ClosingCallback):
         lines: at most how many plain lines a run prints when not on a terminal (and the last one).
         min_gap_s: at least this many seconds between plain lines, so a short run prints one.
         stream: where plain lines and the text bar go (default ``sys.stderr``).
+        desc: what is running, the bar's label and each plain line's start.
     """
 
-    def __init__(self, disable: bool | None = None, lines: int = 10, min_gap_s: float = 2.0, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, disable: bool | None = None, lines: int = 10, min_gap_s: float = 2.0, stream: TextIO | None = None, desc: str = "render"
+    ) -> None:
         self.disable = disable
+        self.desc = desc
         self.lines = max(1, int(lines))
         self.min_gap_s = float(min_gap_s)
         self.stream = stream
@@ -73,7 +77,7 @@ class ProgressBar(ClosingCallback):
         kwargs: dict[str, Any] = {} if bar_class is not tqdm else {"file": stream, "dynamic_ncols": True}
         if notebook and bar_class is tqdm:
             kwargs["mininterval"] = 2.0  # each refresh is one more output line a saved notebook keeps
-        self._bar = bar_class(total=ctx.steps, initial=ctx.start_step, desc="render", unit="step", **kwargs)
+        self._bar = bar_class(total=ctx.steps, initial=ctx.start_step, desc=self.desc, unit="step", **kwargs)
 
     def on_step(self, ctx: RenderContext, record: StepRecord) -> None:
         self._objective = record.metrics["objective"]
@@ -86,7 +90,7 @@ class ProgressBar(ClosingCallback):
         elif self._plain and ((step >= self._next and time.perf_counter() - self._last >= self.min_gap_s) or step == ctx.steps):
             now = time.perf_counter()
             rate = (step - self._first) / (now - self._start) if now > self._start else float("nan")
-            print(f"render: step {step}/{ctx.steps} ({100 * step // ctx.steps} %), objective {self._objective:.4g}, {rate:.3g} steps/s",
+            print(f"{self.desc}: step {step}/{ctx.steps} ({100 * step // ctx.steps} %), objective {self._objective:.4g}, {rate:.3g} steps/s",
                   file=self.stream or sys.stderr, flush=True)
             self._next, self._last = step + max(1, ctx.steps // self.lines), now
 

@@ -52,3 +52,6 @@ def test_progress_off_a_terminal_prints_plain_lines(lite0) -> None:
     featviz.render(lite0, "blocks.2:3", size=32, steps=4, progress=False, callbacks=[ProgressBar(min_gap_s=0.0, stream=stream)])
     lines = stream.getvalue().splitlines()
     assert lines and lines[-1].startswith("render: step 4/4 (100 %)") and "steps/s" in lines[-1]
+    stream = io.StringIO()  # `featviz units` labels each chunk's lines with its units
+    featviz.render(lite0, "blocks.2:3", size=32, steps=2, progress=False, callbacks=[ProgressBar(stream=stream, desc="units 0-7 (batch 1/3)")])
+    assert stream.getvalue().startswith("units 0-7 (batch 1/3): step 2/2 (100 %)")

@@ -72,7 +72,7 @@ class SweepSummary(Callback):
         summary = summarize(sweep_dir)
         path = save_json(summary, sweep_dir / SUMMARY_NAME)
         counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
-        print(f"featviz: sweep of {summary['total']} jobs: {counts or 'none ran'}; summary in {path}")
+        print(f"featviz: sweep of {summary['total']} job{'s' * (summary['total'] != 1)}: {counts or 'none ran'}; summary in {path}")
         for job in summary["not_completed"]:
             which = " ".join(_distinct(job["overrides"], summary["jobs"]))
             print(f"featviz:   job {job['job']} {job['status']} [{which}]: {job.get('error', '')}", file=sys.stderr)

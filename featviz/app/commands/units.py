@@ -44,15 +44,22 @@ def run_units(cfg: Mapping[str, Any], out_dir: Path, model: FeatureModel | None 
         chunk_cfg = {**cfg, "batch": len(chunk), "seed": seed + k, "objective": {"kind": "channel", "layer": layer, "unit": chunk[0]}}
         return build_run(chunk_cfg, model=model)
 
+    batch = int(ucfg.get("batch", 8))
+    chunks = -(-len(units) // max(1, batch))
+
+    def progress(k: int, chunk: list[int]) -> list[ProgressBar]:
+        # Which units and how far through the layer, on the bar or in each plain line of a log.
+        return [ProgressBar(desc=f"units {chunk[0]}-{chunk[-1]} (batch {k + 1}/{chunks})")] if cfg.get("progress", True) else []
+
     result = render_units(
         model,
         layer,
         units,
         make_parts,
-        batch=int(ucfg.get("batch", 8)),
+        batch=batch,
         steps=int(cfg["steps"]),
         kind=str(ucfg.get("kind", "channel")),
-        callbacks=lambda _k, _chunk: [ProgressBar()] if cfg.get("progress", True) else [],
+        callbacks=progress,
     )
     sheet = cfg.get("sheet") or {}
     return write_outputs(result, out_dir, int(sheet.get("columns", 8)), bool(sheet.get("labels", True)), {"config": dict(cfg)})
