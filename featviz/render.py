@@ -211,7 +211,6 @@ class _Run:
     def start(self) -> None:
         for cb in self.job.callbacks:
             cb.on_start(self.ctx)
-        self.t0 = time.perf_counter()
 
     def views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's images and the views of them the network sees."""
@@ -300,6 +299,9 @@ def render_pack(model: FeatureModel, jobs: Sequence[Job], device: str | torch.de
                 outcomes[i] = exc
                 continue
             live[i] = run
+        t0 = time.perf_counter()  # one clock for the pack: a job's wall time is the time until it left the pack
+        for run in live.values():
+            run.t0 = t0
         while live:
             for i, error in _forward(model, live).items():
                 outcomes[i] = live.pop(i).fail(error)
