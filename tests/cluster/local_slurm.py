@@ -194,8 +194,19 @@ class LocalSlurm:
         return subprocess.run(list(argv), env=self.env, capture_output=True, text=True, check=check, timeout=timeout)
 
     def start(self, timeout: float = 120) -> LocalSlurm:
-        """Write the configs and start every daemon; returns once the node takes jobs."""
+        """Write the configs and start every daemon; returns once the node takes jobs.
+
+        A daemon that fails or a step that times out stops the others and raises with every log's tail.
+        """
         atexit.register(self.stop)
+        try:
+            self._start(timeout)
+        except (OSError, RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
+            self.stop()
+            raise RuntimeError(f"the local Slurm cluster in {self.root} did not start: {exc}\n{self.tail('')}") from exc
+        return self
+
+    def _start(self, timeout: float) -> None:
         self._write_configs()
         sock = self.munge_socket
         self._spawn("munged", ["munged", "-F", f"--socket={sock}", f"--key-file={sock.parent / 'munge.key'}",
@@ -216,7 +227,6 @@ class LocalSlurm:
         wait_for("slurmctld", lambda: _port_open(self.ports["slurmctld"]), timeout, failed=self._died("slurmctld"))
         self._spawn("slurmd", ["slurmd", "-D"])
         wait_for(f"node {self.node} to be idle", lambda: "idle" in self.node_state(), timeout, poll=0.5, failed=self._died("slurmd"))
-        return self
 
     def _add_cluster(self) -> bool:
         """slurmctld reports to slurmdbd only for a cluster it knows (retried: slurmdbd opens its port before it answers)."""
@@ -229,10 +239,10 @@ class LocalSlurm:
     def stop(self) -> None:
         """Cancel what is still queued, then stop each daemon this object started, by its pid, newest first."""
         if "slurmctld" in self.procs and self.procs["slurmctld"].poll() is None:
-            self.run("scancel", "--full", "--user", "root", check=False)
             try:
+                self.run("scancel", "--full", "--user", "root", check=False)
                 wait_for("the cancelled jobs to end", lambda: not self.run("squeue", "-h", check=False).stdout.strip(), 30)
-            except TimeoutError:
+            except (TimeoutError, subprocess.SubprocessError):
                 pass  # stopping slurmd below ends them too
         for name in reversed(list(self.procs)):
             proc = self.procs.pop(name)
