@@ -94,22 +94,35 @@ class RedirectedReLU(StepSchedule, ClosingCallback):
     """Redirected ReLU/ReLU6 gradients (:mod:`featviz.models.redirected`) for the first ``steps`` updates.
 
     The forward pass is unchanged throughout; from update ``steps`` on the network is exact.
-    The hooks come off however the run ends, so the model is left as it was given.
+    The hooks come off however the run ends, so the model is left as it was given. The jobs
+    of a pack share one network, so they share one redirection too (:data:`_HOLDERS`): it is
+    on while any of them is below its ``steps``, and is put on the network once, not once per job.
     """
 
     def __init__(self, steps: int) -> None:
         if int(steps) < 1:
             raise ConfigError(f"model.redirected_relu={steps} must be >= 1 steps (0 in the config turns it off)")
         self.steps = int(steps)
-        self._redirection: Redirection | None = None
+        self._net: object | None = None  # the network this job holds the redirection of
 
     def apply(self, ctx: RenderContext, step: int) -> None:
-        if step < self.steps and self._redirection is None:
-            self._redirection = Redirection(ctx.model.net)
+        if step < self.steps and self._net is None:
+            self._net = ctx.model.net
+            redirection, holders = _HOLDERS.get(id(self._net), (None, 0))
+            _HOLDERS[id(self._net)] = (redirection or Redirection(ctx.model.net), holders + 1)
         elif step >= self.steps:
             self.close()
 
     def close(self) -> None:
-        if self._redirection is not None:
-            self._redirection.remove()
-            self._redirection = None
+        if self._net is None:
+            return
+        redirection, holders = _HOLDERS.pop(id(self._net))
+        if holders > 1:
+            _HOLDERS[id(self._net)] = (redirection, holders - 1)
+        else:
+            redirection.remove()
+        self._net = None
+
+
+#: The redirection on each network (by ``id``) and how many jobs hold it.
+_HOLDERS: dict[int, tuple[Redirection, int]] = {}

@@ -152,3 +152,17 @@ def test_a_signal_checkpoints_every_job_of_the_pack_before_it_stops(lite0, tmp_p
     resumed = render_pack(lite0, [_job(s, 20, [Checkpointer(p)]) for s, p in zip(settings, paths)], "cpu")
     for job, path in zip(resumed, paths):
         assert job.steps == 20 and not path.exists()
+
+
+def test_a_pack_shares_one_redirected_relu_and_takes_it_off(lite0):
+    from featviz.schedules import _HOLDERS, RedirectedReLU
+
+    settings = _settings()[:2]
+    grads = [FirstGradient() for _ in settings]
+    render_pack(lite0, [_job(s, 6, [RedirectedReLU(4), g]) for s, g in zip(settings, grads)], "cpu")
+    for s, packed in zip(settings, grads):
+        alone = FirstGradient()
+        render_pack(lite0, [_job(s, 6, [RedirectedReLU(4), alone])], "cpu")
+        for a, b in zip(packed.grads, alone.grads):
+            assert rel_error(a, b) < 1e-4
+    assert not _HOLDERS and not any(m._forward_hooks for m in lite0.net.modules())
