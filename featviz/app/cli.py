@@ -129,8 +129,15 @@ def _wrap(items: Sequence[str], width: int = 96) -> list[str]:
     return out
 
 
-def _is_multirun(command: Command, argv: Sequence[str]) -> bool:
-    return command.name == "microscope" or any(a in ("-m", "--multirun") for a in argv)
+def _jobs_in_other_processes(command: Command, argv: Sequence[str]) -> bool:
+    """A sweep whose launcher runs its jobs in processes of their own (joblib, submitit, ...).
+
+    Only then does the parent pass SIGTERM on (:func:`~featviz.app.isolation.forwarding_stops_to_jobs`):
+    under the basic launcher the job runs in this process and its own handlers stop it.
+    """
+    multirun = command.name == "microscope" or any(a in ("-m", "--multirun") for a in argv)
+    launcher = [a.partition("=")[2] for a in argv if a.lstrip("+~").startswith(("launcher=", "hydra/launcher="))]
+    return multirun and bool(launcher) and launcher[-1] != "basic"
 
 
 def run_hydra(command: Command, argv: Sequence[str]) -> int:
@@ -146,7 +153,7 @@ def run_hydra(command: Command, argv: Sequence[str]) -> int:
     wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
     sys.argv = [prog, *("--help" if a == "--hydra-help" else a for a in argv)]  # a Hydra app reads its overrides from sys.argv
     try:
-        with environ_set({"HYDRA_FULL_ERROR": "1"}), forwarding_stops_to_jobs() if _is_multirun(command, argv) else nullcontext():
+        with environ_set({"HYDRA_FULL_ERROR": "1"}), forwarding_stops_to_jobs() if _jobs_in_other_processes(command, argv) else nullcontext():
             _load(command.run)()
     except FeatvizError as exc:
         return report(prog, exc)

@@ -250,9 +250,9 @@ def run_isolated(
     raise RuntimeError(f"{name}: {message}")
 
 
-def _children() -> list[tuple[int, str]]:
-    """This process's child processes as ``(pid, command line)`` (Linux ``/proc``; none elsewhere)."""
-    me, found = os.getpid(), []
+def _children(parent: int | None = None) -> list[tuple[int, str]]:
+    """The child processes of ``parent`` (this process) as ``(pid, command line)`` (Linux ``/proc``; none elsewhere)."""
+    me, found = parent or os.getpid(), []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rpartition(")")[2].split()
@@ -263,10 +263,32 @@ def _children() -> list[tuple[int, str]]:
     return found
 
 
-def job_processes() -> list[int]:
-    """The child processes of this sweep that run jobs: all but multiprocessing's and loky's helpers."""
-    helpers = ("resource_tracker", "forkserver", "semaphore_tracker")
-    return sorted(pid for pid, cmdline in _children() if not any(h in cmdline for h in helpers))
+_HELPERS = ("resource_tracker", "forkserver", "semaphore_tracker")
+
+
+def job_processes(parent: int | None = None) -> list[int]:
+    """The child processes of ``parent`` (this sweep) that run jobs: all but multiprocessing's and loky's helpers."""
+    return sorted(pid for pid, cmdline in _children(parent) if not any(h in cmdline for h in _HELPERS))
+
+
+def _renders(pid: int) -> list[int]:
+    """The processes below ``pid`` that are not helpers: its isolated jobs' children (whose
+    parent is a fork server below ``pid``)."""
+    found = []
+    for child, cmdline in _children(pid):
+        found += _renders(child) if any(h in cmdline for h in _HELPERS) else [child, *_renders(child)]
+    return found
+
+
+def _wait_for_renders(pids: list[int]) -> None:
+    """Until the isolated renders below ``pids`` have ended, at most :data:`ORPHAN_GRACE_S`:
+    their result.json and checkpoint are written by then, before the launcher, seeing the
+    first job stop, tears its workers down."""
+    pause = threading.Event()
+    for _ in range(int(ORPHAN_GRACE_S * 10)):
+        if not any(_renders(pid) for pid in pids):
+            return
+        pause.wait(0.1)
 
 
 @contextmanager
@@ -274,9 +296,10 @@ def forwarding_stops_to_jobs() -> Iterator[None]:
     """In a sweep's parent: SIGTERM is passed on to every job process, and the sweep says so.
 
     Each job then stops as a preempted job does (its state saved, a rerun of the same
-    command resumes it), and the sweep ends with the jobs' exit. With no job process (the
-    basic launcher runs jobs in this process; between two jobs) the signal takes its default
-    course here. A job's own handlers (:func:`run_isolated`) replace this one while it runs.
+    command resumes it), and the sweep ends with the jobs' exit. With no job process running
+    (before the first or after the last) the signal takes its default course here. For a
+    launcher that runs jobs in other processes only (:mod:`featviz.app.cli`): under the basic
+    launcher a job runs in this process, and its own handlers stop it.
     """
 
     def forward(signum: int, _frame: object) -> None:
@@ -298,6 +321,7 @@ def forwarding_stops_to_jobs() -> Iterator[None]:
             file=sys.stderr,
             flush=True,
         )
+        _wait_for_renders(pids)
 
     previous = signal.signal(signal.SIGTERM, forward)
     try:
