@@ -100,9 +100,14 @@ def memory_limit(max_images: int | None) -> Callable[[JobSpec], int]:
 
 
 def _collect(cfg: DictConfig) -> JobSpec:
-    """The task Hydra's ``run_job`` runs for each job: its resolved config, folder and overrides."""
+    """The task Hydra's ``run_job`` runs for each job: the checks a render makes before building
+    anything (:func:`featviz.app.main.preflight`), then its resolved config, folder and overrides."""
+    from featviz.app.main import preflight
+
     hydra_cfg = HydraConfig.get()
-    return JobSpec(to_plain(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    preflight(cfg, out_dir)
+    return JobSpec(to_plain(cfg), out_dir, list(hydra_cfg.overrides.task))
 
 
 def launch(

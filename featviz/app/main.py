@@ -106,6 +106,10 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     job = f"job {hydra_cfg.job.num}: " if multirun else ""
     try:
         preflight(cfg, out_dir)
+        if cfg.get("search") is not None:  # a trial of +experiment=search: its units as one pack, one number back
+            from featviz.app.search import run_trial
+
+            return run_trial(cfg, out_dir)  # type: ignore[return-value]
         final = run_job(cfg, out_dir, isolate=multirun if cfg.get("isolate") is None else bool(cfg.isolate))
     except Preempted as exc:  # the whole process was told to stop, so a sweep stops too
         again = f"hydra.sweep.dir={hydra_cfg.sweep.dir}" if multirun else f"hydra.run.dir={out_dir}"

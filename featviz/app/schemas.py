@@ -398,6 +398,7 @@ class Config:
     spectrum: Optional[Any] = None
     figure: Optional[Any] = None
     pipeline: Optional[Any] = None  # the pipeline experiment's rung name (pipeline.technique)
+    search: Optional[Any] = None  # +experiment=search: metric, direction, units, constraints, preset (featviz/app/search.py)
 
 
 @dataclass
