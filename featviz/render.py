@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from featviz.callbacks import Callback, RenderContext, RenderResult, StepRecord
-from featviz.errors import CheckpointError, ConfigError, NonFiniteLossError, Preempted
+from featviz.errors import CheckpointError, ConfigError, NonFiniteLossError, Preempted, check_seed
 from featviz.models.feature_model import FeatureModel
 from featviz.models.layout import LayerMap
 from featviz.objectives.base import Objective
@@ -175,7 +175,7 @@ class _Run:
         if int(job.log_every) < 1:
             raise ConfigError(f"log_every={job.log_every} must be >= 1")
         steps = int(job.steps)
-        generator = job.generator if job.generator is not None else torch.Generator().manual_seed(int(job.seed))
+        generator = job.generator if job.generator is not None else torch.Generator().manual_seed(check_seed(job.seed))
         param = job.param if job.param is not None else FFTImage(128, generator=generator)
         transforms = job.transforms
         if transforms is None:

@@ -166,3 +166,8 @@ def test_a_pack_shares_one_redirected_relu_and_takes_it_off(lite0):
         for a, b in zip(packed.grads, alone.grads):
             assert rel_error(a, b) < 1e-4
     assert not _HOLDERS and not any(m._forward_hooks for m in lite0.net.modules())
+
+
+def test_a_seed_the_generator_cannot_tell_apart_is_refused(lite0):
+    with pytest.raises(ConfigError, match="seed=4294967296 is outside"):
+        render(lite0, channel("blocks.3", 0), param=PixelImage(32), steps=1, seed=2**32, device="cpu")

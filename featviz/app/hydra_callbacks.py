@@ -63,8 +63,9 @@ class OutputDirCheck(HydraCallback):
 
     @staticmethod
     def _fail(message: str) -> None:
-        print(f"featviz: error: {message}", file=sys.stderr)
-        sys.exit(1)
+        from featviz.app.reporting import report
+
+        sys.exit(report("featviz", message))
 
     @classmethod
     def _check(cls, config: DictConfig, key: str) -> Path:
