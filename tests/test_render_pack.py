@@ -39,7 +39,7 @@ def _settings():
         dict(objective=-channel("blocks.5", 7), param=lambda g: PixelImage(48, generator=g), seed=1,
              transforms=dict(jitter=2, resize=64), regularizers=[L1(0.2)],
              optimizer=lambda ps: eager(torch.optim.SGD)(ps, lr=0.5, momentum=0.9)),
-        dict(objective=channel("blocks.4", 3).batch(1) + neuron("blocks.4", 3), param=lambda g: FFTImage(40, batch=2, generator=g), seed=2,
+        dict(objective=channel("blocks.4", 3) + 0.5 * channel("blocks.5", 2).batch(1), param=lambda g: FFTImage(40, batch=2, generator=g), seed=2,
              transforms=dict(jitter=3, crops=2, resize=64), regularizers=[],
              optimizer=lambda ps: eager(torch.optim.Adam)(ps, lr=0.05)),
         dict(objective=channel("blocks.3", 5), param=lambda g: FFTImage(32, generator=g), seed=3,
@@ -56,8 +56,19 @@ def _job(setting, steps, callbacks=()):
 
 
 @pytest.fixture(scope="module")
-def packed_and_solo(lite0):
+def optimized_lite0(plain_lite0):
+    """Lite0 with the CLI's default speed-ups, its own copy: the packed-vs-solo figures do not depend on test order."""
+    import copy
+
+    from featviz.models.speedups import PerfOptions
+
+    return copy.deepcopy(plain_lite0).optimize(PerfOptions())
+
+
+@pytest.fixture(scope="module")
+def packed_and_solo(optimized_lite0):
     """The four jobs as one pack and each alone, 32 steps, with their first gradients."""
+    lite0 = optimized_lite0
     settings = _settings()
     pack_grads = [FirstGradient() for _ in settings]
     packed = render_pack(lite0, [_job(s, 32, [c]) for s, c in zip(settings, pack_grads)], "cpu")
