@@ -17,7 +17,7 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-botto
 figcaption { font-size: 0.85em; color: #555; } img { max-width: 100%; }
 table { border-collapse: collapse; font-size: 0.85em; } th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #eee; }
 th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.failed td { background: #fde8e8; } .err { color: #a00; font-size: 0.9em; }
+tr.failed td { background: #fde8e8; } .err { color: #a00; font-size: 0.9em; } tr.sig td { font-weight: 600; }
 """
 
 

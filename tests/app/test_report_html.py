@@ -61,3 +61,25 @@ def test_report_page_renders_in_a_browser(tmp_path: Path) -> None:
     assert shot.std() > 20 and (shot.min(axis=2) < 245).mean() > 0.03  # not a blank page (measured 0.058 painted)
     assert (np.ptp(shot, axis=2) > 40).mean() > 0.001  # the curves' coloured lines (measured 0.003)
     assert ((shot.min(axis=2) > 90) & (shot.max(axis=2) < 170)).mean() > 0.005  # the snapshot tiles' mid tones (text is dark)
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no chromium on PATH (.ci/run installs Debian's chromium: apt-get install -y chromium)")
+def test_a_sweeps_effects_section_renders_with_its_figures_and_paper_files(tmp_path: Path) -> None:
+    """A fused tv x seed sweep: the Effects section shows tv's effect on every metric, paired over 6 seeds."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", *SMALL, "launcher=fused", "threads=1", "regularizer.tv=0,1", "seed=0,1,2,3,4,5", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert cli_main(["report", str(sweep), "--paper"]) == 0
+    out = sweep / "report"
+    html = (out / "report.html").read_text()
+    assert '<h2 id="effects">Effects</h2>' in html and "effects_regularizer_tv.png" in html
+    rows = (out / "effects_comparisons.csv").read_text().splitlines()
+    assert rows[0].startswith("setting,value,baseline,metric,n,") and any(r.startswith("regularizer.tv,1,0,tv,6,") for r in rows)
+    assert (out / "paper" / "effects_regularizer_tv.pdf").read_bytes().startswith(b"%PDF") and (out / "paper" / "metrics.tex").is_file()
+    effects_only = tmp_path / "effects.html"  # the section alone, so the screenshot shows it
+    effects_only.write_text(html.split('<h2 id="effects">')[0].split("<h2")[0] + '<h2 id="effects">' + html.split('<h2 id="effects">')[1].split('<h2 id="curves">')[0])
+    shutil.copy(out / "effects_regularizer_tv.png", tmp_path / "effects_regularizer_tv.png")
+    screenshot(effects_only, tmp_path / "effects.png")
+    shot = np.asarray(Image.open(tmp_path / "effects.png").convert("RGB")).astype(float)
+    blue = (shot[..., 2] > shot[..., 0] + 40) & (shot[..., 2] > 120)  # the error bands and lines (matplotlib's C0 blue)
+    assert blue.mean() > 0.002

@@ -26,7 +26,7 @@ from featviz.callbacks import Callback, RenderContext, StepRecord
 from featviz.render import render
 from featviz.app.tracking import build_logger
 from featviz.app.tracking.session import run_name, sweep_group
-from featviz.app.tracking.sweep_table import TABLE_KEY, collect_jobs
+from featviz.app.tracking.sweep_table import EFFECTS_KEY, TABLE_KEY, collect_jobs
 from featviz.transforms import build_transforms
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,7 +187,7 @@ def test_sweep_table_has_one_row_per_job(sweep: Sweep) -> None:
     (run,) = read.of_type("run")
     assert (run["run_group"], run["job_type"]) == (sweep_group(sweep.dir), "sweep-summary")
     assert [h[f"{TABLE_KEY}.nrows"] for h in read.history] == [2]
-    (artifact,) = read.of_type("artifact")
+    (artifact,) = [a for a in read.of_type("artifact") if any(e["path"] == f"{TABLE_KEY}.table.json" for e in a["manifest"]["contents"])]
     files = {entry["path"]: Path(entry["local_path"]) for entry in artifact["manifest"]["contents"]}
     assert all(path.is_relative_to(read.dir) and path.is_file() for path in files.values())  # staged in the run `wandb sync` uploads
     assert sum(p.endswith(".png") for p in files) == 2  # each job's final image
@@ -202,6 +202,18 @@ def test_sweep_table_has_one_row_per_job(sweep: Sweep) -> None:
         assert row["final_image"]["path"] in files
         assert row["wandb_run"] == sweep.jobs[row["job"]].dir.name.rsplit("-", 1)[-1]
     assert read.state["exit_code"] == 0
+
+
+def test_sweep_table_run_logs_the_effects_table(sweep: Sweep) -> None:
+    """The report's paired comparisons, as a W&B table beside the jobs table (one pair here: n=1, and it says so)."""
+    read = sweep.table_run
+    (artifact,) = [a for a in read.of_type("artifact") if any(e["path"] == f"{EFFECTS_KEY}.table.json" for e in a["manifest"]["contents"])]
+    files = {entry["path"]: Path(entry["local_path"]) for entry in artifact["manifest"]["contents"]}
+    table = json.loads(files[f"{EFFECTS_KEY}.table.json"].read_text())
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    objective = next(r for r in rows if r["metric"] == "objective")
+    assert (objective["setting"], objective["value"], objective["baseline"], objective["n"]) == ("regularizer.tv", "0.5", "0", "1")
+    assert "too few" in objective["note"]
 
 
 # --- in-process: failures -------------------------------------------------------------------

@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from featviz.app.report import effects as effects_section
+from featviz.app.report.effects import REPLICATE_KEYS
 from featviz.app.report.grid import make_grid
 from featviz.app.report.html import Links, Page, render_page
 from featviz.app.report.plots import overlay, small_multiples
@@ -35,6 +37,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--steps", default=None, help="comma-separated snapshot steps for the grid columns (default: all)")
     ap.add_argument("--tile", type=int, default=96, help="grid tile size in pixels")
     ap.add_argument("--no-grid", action="store_true", help="no snapshot grid")
+    ap.add_argument("--replicates", default=",".join(REPLICATE_KEYS), metavar="KEYS",
+                    help=f"comma-separated swept keys that replicate rather than change the method: the Effects are averaged and paired over them (default: {','.join(REPLICATE_KEYS)})")
+    ap.add_argument("--paper", action="store_true", help="also write OUT/paper/: every Effects figure as PDF, SVG and PNG, the tables as LaTeX (booktabs) and CSV, ready to include")
     ap.add_argument("--stability-model", default="efficientnet_lite1", metavar="NAME", help="network whose features give seed_stability with --mean-over seed (default: efficientnet_lite1; none = off)")
     return ap
 
@@ -207,6 +212,18 @@ def _write(args: argparse.Namespace, sweeps: dict[str, list[JobRecord]], runs: l
         written.update(grid_files)
     curve_files, curves = _curves(sweeps, ordered, out)
     written.update(curve_files)
+    effects_html = ""
+    effects = effects_section.compute(runs, replicate_keys=_split(args.replicates))
+    if effects is not None:
+        section = effects_section.write(effects, out)
+        written.update({f"effects {name}": out / name for _, name in section.figures})
+        effects_html = effects_section.html_section(effects, section)
+        if args.paper:
+            (out / "paper").mkdir(exist_ok=True)
+            paper = effects_section.write(effects, out / "paper", ("pdf", "svg"))
+            written["paper"] = out / "paper"
+            written["paper metrics.tex"] = atomic_write_bytes(out / "paper" / "metrics.tex", lambda f: f.write(to_latex(rows, label_keys, columns).encode()))
+            written.update({f"paper {name}": out / "paper" / name for name in paper.tables})
     labels = list(sweeps)
     page = Page(
         title=f"featviz report: {' vs '.join(labels)}",
@@ -217,6 +234,7 @@ def _write(args: argparse.Namespace, sweeps: dict[str, list[JobRecord]], runs: l
         columns=columns,
         links=_links(rows, runs, out),
         curves=curves,
+        effects=effects_html,
     )
     written["html"] = atomic_write_bytes(out / "report.html", lambda f: f.write(render_page(page).encode()))
     return written

@@ -321,3 +321,27 @@ def write(effects: Effects, out: Path, vector: tuple[str, ...] = ()) -> Written:
     for name, text in tables.items():
         atomic_write_bytes(out / name, lambda f, text=text: f.write(text.encode()))
     return Written(figures, list(tables))
+
+
+def html_section(effects: Effects, written: Written) -> str:
+    """The Effects section of ``report.html``: the figures, then the paired comparisons as a sortable table."""
+    from html import escape
+
+    from featviz.tools.html_page import figures
+
+    rows = comparison_rows(effects)
+    head = ["setting", "value", "baseline", "metric", "n", "difference", "95% CI", "p (Wilcoxon)", "d_z", "pairs needed", "note"]
+    lines = ['<table class="sortable">', "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead>", "<tbody>"]
+    for r in rows:
+        cells = [r["setting"], r["value"], r["baseline"], r["metric"], r["n"], r["difference"], f"[{r['ci_low']}, {r['ci_high']}]", r["p"], r["d_z"],
+                 r["pairs_needed"], r["note"]]
+        style = ' class="sig"' if r["significant"] == "yes" else ""
+        lines.append(f"<tr{style}>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    lines.append("</tbody></table>")
+    replicates = ", ".join(effects.replicates) or "the other swept settings"
+    intro = (f"<p>Each swept setting against its values, averaged over {escape(replicates)}: mean and 95% percentile-bootstrap interval. "
+             "Below, each value against the setting's baseline (its first value), <em>paired</em> over runs that agree on every other "
+             "swept key: mean difference with its interval, two-sided Wilcoxon signed-rank p, Cohen's d_z, n pairs, and the pairs this "
+             "spread would need for an interval excluding 0. Bold rows: p &lt; 0.05 with n &ge; 6. Files: "
+             + " · ".join(f'<a href="{escape(t)}">{escape(t)}</a>' for t in written.tables) + "</p>")
+    return "\n".join([intro, figures(written.figures), *lines])

@@ -58,6 +58,7 @@ class Page:
     columns: Sequence[str]
     links: Mapping[tuple[str, ...], Links]  # by the row's jobs
     curves: list[tuple[str, str]]  # (caption, image)
+    effects: str = ""  # the Effects section's HTML (featviz.app.report.effects.html_section); empty: no setting varies
 
 
 # Batch runs: how alike the images are, and the unit alone; present whenever a run recorded them.
@@ -109,7 +110,7 @@ def render_page(page: Page) -> str:
     """The whole page as one HTML string."""
     body = [
         *(f'<p class="meta">{escape(line)}</p>' for line in page.sweeps),
-        '<p><a href="#snapshots">snapshots</a> · <a href="#metrics">metrics</a> · <a href="#curves">curves</a> · '
+        '<p><a href="#snapshots">snapshots</a> · <a href="#metrics">metrics</a> · ' + ('<a href="#effects">effects</a> · ' if page.effects else "") + '<a href="#curves">curves</a> · '
         '<a href="metrics.csv">metrics.csv</a> · <a href="metrics.md">metrics.md</a> · <a href="metrics.tex">metrics.tex</a></p>',
         '<h2 id="snapshots">Snapshots</h2>',
         figures(page.grids) if page.grids else "<p>No grid (--no-grid).</p>",
@@ -117,6 +118,7 @@ def render_page(page: Page) -> str:
         "<p>Final metrics of each run (mean ± std where runs are averaged); click a header to sort.</p>",
         objective_note(page),
         _table(page),
+        *(['<h2 id="effects">Effects</h2>', page.effects] if page.effects else []),
         '<h2 id="curves">Curves</h2>',
         "<p><code>objective</code>: what the optimizer maximizes, on a transformed image; "
         "<code>activation</code>: the same objective on the untransformed image, every <code>activation_every</code> steps.</p>",

@@ -31,6 +31,7 @@ log = logging.getLogger("featviz")
 
 SUMMARY_NAME = "sweep-summary"
 TABLE_KEY = "sweep/jobs"
+EFFECTS_KEY = "sweep/effects"  # each swept setting's paired comparisons (featviz.app.report.effects)
 
 
 def collect_jobs(sweep_dir: Path) -> list[JobRecord]:
@@ -56,6 +57,14 @@ def artifact_staging(path: Path) -> Iterator[None]:
     """
     with environ_set({"WANDB_DATA_DIR": str(path)}):
         yield
+
+
+def effect_rows(jobs: list[JobRecord]) -> list[dict[str, str]]:
+    """The report's paired comparisons of each swept setting (empty when no setting varies)."""
+    from featviz.app.report.effects import compute, comparison_rows
+
+    effects = compute(jobs)
+    return comparison_rows(effects) if effects is not None else []
 
 
 def log_sweep_table(logger_cfg: Mapping[str, Any], tags: list[str], sweep_dir: Path, sweep_overrides: list[str]) -> None:
@@ -90,9 +99,10 @@ def log_sweep_table(logger_cfg: Mapping[str, Any], tags: list[str], sweep_dir: P
         config={"sweep_dir": str(sweep_dir), "overrides": sweep_overrides, "jobs": len(jobs)},
         tags=tags,
     )
+    rows = effect_rows(jobs)
     try:
         with artifact_staging(Path(run.settings.sync_dir)):
-            run.log({TABLE_KEY: table})
+            run.log({TABLE_KEY: table, **({EFFECTS_KEY: wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])} if rows else {})})
         run.summary.update(summary)
     except BaseException:
         run.finish(exit_code=1)
