@@ -16,6 +16,7 @@ from featviz.metrics.image import (
     steps_to_fraction,
 )
 from featviz.metrics.views import (
+    ModerateViews,
     UnseenViews,
     class_scores,
     class_targets,
@@ -39,11 +40,14 @@ class MetricsCallback(Callback):
         view_seed: seeds the views; the same seed gives every run of a sweep the same views,
             so their ``robust/*`` numbers compare like for like.
         view_transform: how a view is made.
+        moderate_views: how a moderate view is made (``transfer/moderate_*``, the same number
+            of views and seed as ``robust/*``); the documented recipe by default.
         eval_model: the independent network for ``transfer/*`` (class objectives) and for
             the reference scores, or a function that builds it (called once, on first use:
             a unit run without a reference never loads it).
         reference: scores against a reference folder (``plausibility/*``, ``path/*``,
-            ``mis/accuracy``, ``exemplar_ratio``); they need the eval model.
+            ``mis/accuracy``, ``exemplar_ratio``; they need the eval model) and the folder's
+            own image statistics (``reference/*``, the median photo: "photos: x" beside the run's).
         hf_cutoff: cut-off of ``hf_share`` in cycles per pixel.
         progress_fraction: the fraction of ``steps_to_<percent>``.
     """
@@ -57,6 +61,7 @@ class MetricsCallback(Callback):
         hf_cutoff: float = 0.25,
         progress_fraction: float = 0.9,
         reference: ReferenceScorer | None = None,
+        moderate_views: ModerateViews | None = None,
     ) -> None:
         if int(views) < 0:
             raise ConfigError(f"metrics.views={views} must be >= 0 (0 leaves out robust/*)")
@@ -65,6 +70,8 @@ class MetricsCallback(Callback):
         self.views = int(views)
         self.view_seed = int(view_seed)
         self.view_transform = view_transform or UnseenViews()
+        self.moderate_views = moderate_views or ModerateViews()
+        self._reference_stats: dict[int, dict[str, float]] = {}
         self._eval_model = eval_model
         self.reference = reference
         self.hf_cutoff = float(hf_cutoff)
@@ -85,6 +92,8 @@ class MetricsCallback(Callback):
             with torch.no_grad():
                 clean = ctx.model(resize_square(images, ctx.model.input_size), [LOGITS])[LOGITS]
             out.update({f"clean/{k}": v for k, v in class_scores(clean, targets).items()})
+        if self.reference is not None:
+            out.update(self.reference_statistics(images.shape[-1]))
         if has_class or self.reference is not None:
             eval_model = self.eval_model
             if eval_model is not None:
@@ -94,6 +103,14 @@ class MetricsCallback(Callback):
                 if self.reference is not None:
                     out.update(self.reference.score(ctx.model, ctx.objective, images, targets, eval_model))
         return out
+
+    def reference_statistics(self, size: int) -> dict[str, float]:
+        """``reference/<stat>``: the median over the reference photos (centre crops at ``size``) of each image metric."""
+        if size not in self._reference_stats:
+            photos = self.reference.reference.images(size)
+            each = [image_metrics(photos[i : i + 1], self.hf_cutoff) for i in range(len(photos))]
+            self._reference_stats[size] = {f"reference/{k}": float(torch.tensor([e[k] for e in each]).median()) for k in each[0] if k != "tv"}
+        return self._reference_stats[size]
 
     @property
     def eval_model(self) -> FeatureModel | None:
@@ -107,7 +124,8 @@ class MetricsCallback(Callback):
         self._eval_model = model
 
     def _transfer(self, model: FeatureModel, images: torch.Tensor, targets: list[int | None]) -> dict[str, float]:
-        """``transfer/top1|top5|prob`` on the final image and ``transfer/view_*`` on the unseen views."""
+        """``transfer/top1|top5|prob`` on the final image, ``transfer/view_*`` on the unseen views and
+        ``transfer/moderate_*`` on the moderate ones."""
         if model.num_classes is not None and any(t is not None and t >= model.num_classes for t in targets):
             log.warning("eval model %s has %s classes; transfer/* left out for target %s", model.name, model.num_classes, targets)
             return {}
@@ -118,6 +136,9 @@ class MetricsCallback(Callback):
             gen = torch.Generator().manual_seed(self.view_seed)
             scores = view_metrics(model, None, images, self.view_transform, self.views, gen, targets)
             out.update({f"transfer/view_{k}": v for k, v in scores.items()})
+            gen = torch.Generator().manual_seed(self.view_seed)
+            scores = view_metrics(model, None, images, self.moderate_views, self.views, gen, targets)
+            out.update({f"transfer/moderate_{k}": v for k, v in scores.items()})
         return out
 
     def on_end(self, ctx: RenderContext, result: RenderResult) -> None:

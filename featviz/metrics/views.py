@@ -111,12 +111,56 @@ class UnseenViews:
         return F.interpolate(v, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size).clamp(0, 1)
 
 
+@dataclass(frozen=True)
+class ModerateViews:
+    """The moderate unseen-view recipe: what a photo of the class survives without a second thought.
+
+    One view: a random resized crop covering ``area`` of the image (a fraction, at least half
+    by default) with aspect ratio in ``ratio`` (drawn log-uniformly), placed uniformly inside
+    the image, mirrored with probability 1/2 when ``flip``, rotated by up to ``rotate``
+    degrees either way, then resampled to the model's input in one bilinear ``grid_sample``
+    (reflection fills the corners a rotation uncovers). Unlike :class:`UnseenViews` there is
+    no down-sampling or blur: this asks whether the *object* is recognised from another
+    framing, not whether it survives resolution loss (``transfer/moderate_*`` beside the
+    harsher ``transfer/view_*``).
+    """
+
+    area: tuple[float, float] = (0.5, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+    rotate: float = 10.0
+
+    def __post_init__(self) -> None:
+        low, high = self.area
+        if not 0 < low <= high <= 1:
+            raise ConfigError(f"moderate view area={[low, high]} must satisfy 0 < low <= high <= 1")
+        low, high = self.ratio
+        if not 0 < low <= 1 <= high:
+            raise ConfigError(f"moderate view ratio={[low, high]} must satisfy 0 < low <= 1 <= high")
+        if not 0 <= self.rotate <= 45:
+            raise ConfigError(f"moderate view rotate={self.rotate} must be in [0, 45] degrees")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, size: int) -> torch.Tensor:
+        """One view of every image in the batch (the same draw for all), ``[B, C, size, size]``."""
+        area = _draw(generator, *self.area)
+        ratio = math.exp(_draw(generator, math.log(self.ratio[0]), math.log(self.ratio[1])))
+        width, height = min(1.0, math.sqrt(area * ratio)), min(1.0, math.sqrt(area / ratio))
+        cx, cy = _draw(generator, width - 1, 1 - width), _draw(generator, height - 1, 1 - height)
+        mirror = -1.0 if self.flip and bool(torch.rand((), generator=generator) < 0.5) else 1.0
+        angle = math.radians(_draw(generator, -self.rotate, self.rotate))
+        cos, sin = math.cos(angle), math.sin(angle)
+        # grid_sample's normalized coordinates: input = centre + rotation @ (crop half-sides * output).
+        theta = torch.tensor([[cos * width * mirror, -sin * height, cx], [sin * width * mirror, cos * height, cy]], dtype=images.dtype)
+        grid = F.affine_grid(theta.expand(images.shape[0], 2, 3).to(images.device), [images.shape[0], images.shape[1], size, size], align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False).clamp(0, 1)
+
+
 @torch.no_grad()
 def view_metrics(
     model: FeatureModel,
     objective: Objective | None,
     images: torch.Tensor,
-    views: UnseenViews,
+    views: UnseenViews | ModerateViews,
     n_views: int,
     generator: torch.Generator,
     targets: list[int | None] | None = None,
