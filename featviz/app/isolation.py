@@ -158,13 +158,16 @@ def _forwarding(process: multiprocessing.process.BaseProcess, previous: dict[int
 
 def _run_handed_back(stop: Preempted, handler: Callable[[int, Any], Any]) -> Preempted:
     """Run this process's own handler of the signal the child handed back (as the
-    checkpointer does in-process); what it exits with becomes the stop's exit code."""
+    checkpointer does in-process); what it exits with becomes the stop's exit code. A handler
+    that returns (submitit only logs a SIGTERM: Slurm's ``scancel``, or the kill before a
+    requeue) requeued nothing: the stop is the signal's own, rerun to resume."""
+    signum = getattr(signal, stop.signal_name)
     try:
-        handler(getattr(signal, stop.signal_name), None)
+        handler(signum, None)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
         return Preempted(stop.signal_name, stop.step, stop.steps, stop.path, code, handed_over=True)
-    return stop
+    return Preempted(stop.signal_name, stop.step, stop.steps, stop.path, 128 + signum, handed_over=False)
 
 
 @contextmanager

@@ -60,3 +60,21 @@ def test_sigterm_to_a_joblib_sweep_reaches_its_jobs(tmp_path: Path) -> None:
         result = json.loads((sweep / job / "result.json").read_text())
         assert result["status"] == "preempted", (job, result.get("error"))
         assert (sweep / job / "checkpoint.pt").is_file()
+
+
+def test_a_handed_back_signal_whose_handler_returns_is_the_signals_own_stop(tmp_path):
+    """submitit only logs a SIGTERM (scancel, or the kill before a requeue): nothing was requeued, so
+    the stop says "rerun to resume" with 128 + the signal, not the requeue of a handler that exited."""
+    import signal as signals
+
+    from featviz.app.isolation import _run_handed_back
+    from featviz.errors import Preempted
+
+    stop = Preempted("SIGTERM", 5, 10, tmp_path / "checkpoint.pt", 75, handed_over=True)
+    logged = _run_handed_back(stop, lambda signum, frame: None)
+    assert (logged.exit_code, logged.handed_over) == (128 + signals.SIGTERM, False)
+
+    def requeue(signum, frame):
+        raise SystemExit(3)
+
+    assert (_run_handed_back(stop, requeue).exit_code, _run_handed_back(stop, requeue).handed_over) == (3, True)
