@@ -77,3 +77,29 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     return subprocess.run(
         [sys.executable, "-m", "featviz", *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """One real Slurm cluster on this machine for the whole session (``tests/cluster/local_slurm.py``):
+    munged, MariaDB, slurmdbd, slurmctld and slurmd in a temp folder, each stopped by its pid at the end.
+
+    Tests that take it are skipped, with the reason, where the daemons cannot start (not root, or
+    the Debian packages missing: ``.ci/run`` installs them). Mark them ``@pytest.mark.cluster`` so
+    ``pytest -m cluster`` runs them alone. It lives here, not in a ``tests/cluster/conftest.py``:
+    a second module named ``conftest`` would shadow this one for ``from conftest import ...``.
+    """
+    import shutil
+
+    from cluster.local_slurm import LocalSlurm, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"no local Slurm cluster: {reason}")
+    cluster = LocalSlurm()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)
