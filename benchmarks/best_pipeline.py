@@ -60,12 +60,24 @@ def featviz_rows(out: Path, side: str) -> list[dict[str, Any]]:
     return rows
 
 
-def lucent_worker(classes: list[int], seeds: list[int], steps: int, out: Path) -> int:
-    """Runs in the lucent venv: render_vis with its defaults per class and seed; scored with featviz.metrics."""
-    sys.path.insert(0, str(REPO))
+def lucent_render(net: Any, unit: int, seed: int, steps: int) -> tuple[Any, float]:
+    """In the lucent venv: ``render_vis`` with its defaults for ImageNet class ``unit``: ``[1, 3, 128, 128]`` and its seconds."""
     import numpy as np
     import torch
     from lucent.optvis import objectives, param, render, transform
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    t0 = time.perf_counter()
+    images = render.render_vis(net, objectives.channel("fc", unit), param_f=lambda: param.image(128, decorrelate=True, fft=True),
+                               transforms=transform.standard_transforms, thresholds=(steps,), progress=False, show_image=False)
+    return torch.from_numpy(images[-1]).permute(0, 3, 1, 2).float(), time.perf_counter() - t0
+
+
+def lucent_worker(classes: list[int], seeds: list[int], steps: int, out: Path) -> int:
+    """Runs in the lucent venv: render_vis with its defaults per class and seed; scored with featviz.metrics."""
+    sys.path.insert(0, str(REPO))
+    import torch
 
     from featviz.images import save_png
     from featviz.metrics.image import high_frequency_share
@@ -77,13 +89,7 @@ def lucent_worker(classes: list[int], seeds: list[int], steps: int, out: Path) -
     rows = []
     for unit in classes:
         for seed in seeds:
-            torch.manual_seed(seed)
-            np.random.seed(seed)
-            t0 = time.perf_counter()
-            images = render.render_vis(net, objectives.channel("fc", unit), param_f=lambda: param.image(128, decorrelate=True, fft=True),
-                                       transforms=transform.standard_transforms, thresholds=(steps,), progress=False, show_image=False)
-            seconds = time.perf_counter() - t0
-            image = torch.from_numpy(images[-1]).permute(0, 3, 1, 2).float()
+            image, seconds = lucent_render(net, unit, seed, steps)
             save_png(image, out / "lucent" / f"{unit}_{seed}.png")
             with torch.no_grad():
                 scores = class_scores(judge(resize_square(image, judge.input_size), ["logits"])["logits"], [unit])

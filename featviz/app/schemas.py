@@ -209,6 +209,17 @@ class MacoParam(ParamConfig):
 
 
 @dataclass
+class VividMacoParam(MacoParam):
+    kind: str = "maco_vivid"
+    bands: int = 6  # frequency bands with their own gain per colour channel
+    max_gain: float = 2.0  # a band's amplitude moves by at most this factor either way (1 = MACO's)
+    max_offset: float = 0.25  # the mean colour moves at most this far from grey (decorrelated space)
+    prior: float = 10.0  # weight of the photo-statistics prior (0 = off)
+    colourfulness: List[float] = field(default_factory=lambda: [45.0, 85.3])  # the photos' range (docs/vivid.md)
+    contrast: List[float] = field(default_factory=lambda: [0.175, 0.283])
+
+
+@dataclass
 class RGBAParam(FFTParam):
     kind: str = "rgba"
     background_grid: int = 4  # random background colours on this grid a side, upsampled
@@ -231,6 +242,7 @@ PARAM_SCHEMAS: dict[str, type[ParamConfig]] = {
     "laplacian": LaplacianParam,
     "cppn": CPPNParam,
     "maco": MacoParam,
+    "maco_vivid": VividMacoParam,
     "generator": GeneratorParam,
     "rgba": RGBAParam,
 }
@@ -463,6 +475,12 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "param.grad_blur_sigma": (0, None),
     "param.grad_normalize": (0, None),
     "param.background_grid": (1, None),
+    "param.bands": (1, None),
+    "param.max_gain": (1, None),
+    "param.max_offset": (0, None),
+    "param.prior": (0, None),
+    "param.colourfulness": (0, None),
+    "param.contrast": (0, None),
     "transforms.pad": (0, None),
     "transforms.jitter": (0, None),
     "transforms.jitter_after": (0, None),

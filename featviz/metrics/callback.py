@@ -99,7 +99,7 @@ class MetricsCallback(Callback):
             if eval_model is not None:
                 eval_model = eval_model.to(ctx.device)
                 if has_class:
-                    out.update(self._transfer(eval_model, images, targets))
+                    out.update(self.transfer(eval_model, images, targets))
                 if self.reference is not None:
                     out.update(self.reference.score(ctx.model, ctx.objective, images, targets, eval_model))
         return out
@@ -123,7 +123,7 @@ class MetricsCallback(Callback):
     def eval_model(self, model: FeatureModel | Callable[[], FeatureModel | None] | None) -> None:
         self._eval_model = model
 
-    def _transfer(self, model: FeatureModel, images: torch.Tensor, targets: list[int | None]) -> dict[str, float]:
+    def transfer(self, model: FeatureModel, images: torch.Tensor, targets: list[int | None]) -> dict[str, float]:
         """``transfer/top1|top5|prob`` on the final image, ``transfer/view_*`` on the unseen views and
         ``transfer/moderate_*`` on the moderate ones."""
         if model.num_classes is not None and any(t is not None and t >= model.num_classes for t in targets):

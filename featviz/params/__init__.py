@@ -4,7 +4,7 @@ Every parameterization is an :class:`ImageParam`, an ``nn.Module`` whose ``forwa
 returns ``[B, C, H, W]`` in [0, 1] (``C`` is 3, or the network's input channels for the kinds
 that take ``channels``). Choosing one is choosing a preconditioner (article,
 "Preconditioning and Parameterization"): ``pixel`` is the plain baseline, ``fourier`` the
-article's decorrelated space, ``pyramid``, ``cppn``, ``maco``, ``rgba`` and ``generator``
+article's decorrelated space, ``pyramid``, ``cppn``, ``maco`` (``maco_vivid``), ``rgba`` and ``generator``
 later work (:mod:`featviz.params.init_image` starts the invertible ones from a photo).
 :data:`PARAMS` names them for configs; :func:`build_param` builds one by name.
 """
@@ -19,13 +19,14 @@ from featviz.params.cppn import CPPNImage
 from featviz.params.fourier import FFTImage, SharedFFTImage
 from featviz.params.generator import GeneratorImage
 from featviz.params.maco import MacoImage
+from featviz.params.maco_vivid import VividMacoImage
 from featviz.params.pixel import PixelImage
 from featviz.params.pyramid import LaplacianPyramidImage
 from featviz.params.rgba import RGBAImage
 
 __all__ = [
     "COLOR_CORRELATION_SVD_SQRT", "CPPNImage", "FFTImage", "GeneratorImage", "ImageParam", "LaplacianPyramidImage",
-    "MacoImage", "PARAMS", "PixelImage", "RGBAImage", "SharedFFTImage", "ValueRange", "build_param",
+    "MacoImage", "PARAMS", "PixelImage", "RGBAImage", "SharedFFTImage", "ValueRange", "VividMacoImage", "build_param",
 ]
 
 PARAMS: dict[str, type[ImageParam]] = {
@@ -35,6 +36,7 @@ PARAMS: dict[str, type[ImageParam]] = {
     "laplacian": LaplacianPyramidImage,
     "cppn": CPPNImage,
     "maco": MacoImage,
+    "maco_vivid": VividMacoImage,
     "generator": GeneratorImage,
     "rgba": RGBAImage,
 }
