@@ -6,8 +6,8 @@ the others) collapses when another process holds a core, because a spinning thre
 time slice its descheduled partner needs; and the cores a process may use are often fewer
 than ``os.cpu_count()`` (an affinity mask, a cgroup CPU quota in a container, a Slurm
 allocation). So ``import featviz`` makes OpenMP threads sleep instead of spin
-(``OMP_WAIT_POLICY=PASSIVE``, set in ``featviz/__init__.py`` before torch loads) and
-``threads=auto`` takes the cores that are usable and idle (:func:`idle_cores`).
+(``OMP_WAIT_POLICY=PASSIVE``, set in ``featviz/__init__.py`` before torch loads) and the
+default ``threads=auto`` takes the cores the process may use (:func:`auto_threads`).
 """
 
 from __future__ import annotations
@@ -59,8 +59,21 @@ def idle_cores() -> int:
     return max(1, min(cores, round(cores - busy)))
 
 
+def auto_threads() -> int:
+    """``threads=auto``: the usable cores when OpenMP threads sleep while they wait (featviz's
+    default, ``OMP_WAIT_POLICY=PASSIVE``), the idle ones when they spin.
+
+    Sleeping threads share a busy core fairly, so two of them beside two CPU hogs still ran
+    faster than one (docs/performance.md); spinning threads collapse there, so a user who
+    asked for spinning gets only the cores the load average leaves idle.
+    """
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        return usable_cores()
+    return idle_cores()
+
+
 def set_threads(threads: int | str | None) -> None:
-    """Apply the ``threads`` config: a count, ``auto`` (:func:`idle_cores`), or None (torch's default)."""
+    """Apply the ``threads`` config: a count, ``auto`` (:func:`auto_threads`), or None (torch's default)."""
     import torch
 
     from featviz.errors import ConfigError
@@ -68,8 +81,8 @@ def set_threads(threads: int | str | None) -> None:
     if threads is None:
         return
     if threads == "auto":
-        threads = idle_cores()
-        log.info("threads=auto: %d torch thread(s) (load average %.1f)", threads, os.getloadavg()[0])
+        threads = auto_threads()
+        log.info("threads=auto: %d torch thread(s) (usable cores %d, load average %.1f)", threads, usable_cores(), os.getloadavg()[0])
     try:
         count = int(threads)
     except (TypeError, ValueError):

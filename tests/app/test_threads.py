@@ -7,11 +7,12 @@ import os
 import pytest
 import torch
 
+from featviz.app import threads as threads_module
 from featviz.app.threads import idle_cores, set_threads
 from featviz.errors import ConfigError
 
 
-def test_auto_takes_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_takes_the_usable_cores_or_with_spinning_threads_the_idle_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     before = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0))
     try:
@@ -19,8 +20,15 @@ def test_auto_takes_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
         assert idle_cores() == 1
         monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
         assert idle_cores() == cores
+        monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # spinning threads: only the idle cores
         set_threads("auto")
         assert torch.get_num_threads() == cores
+        monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))
+        set_threads("auto")
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # featviz's default: sleeping threads share a busy core
+        set_threads("auto")
+        assert torch.get_num_threads() == min(cores, threads_module.usable_cores())
     finally:
         torch.set_num_threads(before)
 
