@@ -86,7 +86,7 @@ def set_threads(threads: int | str | None) -> None:
     try:
         count = int(threads)
     except (TypeError, ValueError):
-        raise ConfigError(f"threads={threads!r} must be a whole number >= 1, auto (the idle cores) or null for torch's default") from None
+        raise ConfigError(f"threads={threads!r} must be a whole number >= 1, auto (the usable cores) or null for torch's default") from None
     if count < 1:
-        raise ConfigError(f"threads={threads} must be >= 1, auto (the idle cores) or null for torch's default")
+        raise ConfigError(f"threads={threads} must be >= 1, auto (the usable cores) or null for torch's default")
     torch.set_num_threads(count)

@@ -1,4 +1,4 @@
-"""threads=auto takes the idle cores; a bad value is one line."""
+"""threads=auto takes the usable cores (the idle ones when OpenMP threads spin); a bad value is one line."""
 
 from __future__ import annotations
 
