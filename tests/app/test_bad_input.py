@@ -47,7 +47,7 @@ def test_unknown_config_option_lists_the_known_ones(tmp_path):
     out = tmp_path / "run"
     proc = run_cli(*SMALL, "param=fourier", f"hydra.run.dir={out}")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["featviz: error: param=fourier is not one of the param options; the options are cppn, fft, generator, laplacian, maco, pixel, rgba, shared_fft (featviz render --help lists every group)"]
+    assert proc.stderr.strip().splitlines() == ["featviz: error: param=fourier is not one of the param options; the options are cppn, fft, generator, laplacian, maco, maco_vivid, pixel, rgba, shared_fft (featviz render --help lists every group)"]
     assert not out.exists()
 
 
