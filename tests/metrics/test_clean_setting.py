@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from featviz.app.report.html import Links, Page, render_page
 from featviz.app.report.runs import experiment_name
-from featviz.app.report.tables import Row
+from featviz.app.report.tables import Row, all_metrics, default_columns
 from featviz.metrics.callback import MetricsCallback
 from featviz.objectives import channel
 from featviz.params import FFTImage
@@ -52,7 +52,9 @@ def _row(values: dict[str, float]) -> Row:
 
 def test_the_report_table_shows_diversity_and_the_unit_alone() -> None:
     rows = [_row({"objective": 30.0, "objective_main": 41.0, "diversity": 0.4})]
-    page = Page(title="t", sweeps=[], grids=[], rows=rows, label_keys=["regularizer.diversity"], columns=["objective"], links={}, curves=[])
+    columns = default_columns(all_metrics(rows))
+    assert columns[:3] == ["objective", "objective_main", "diversity"]
+    page = Page(title="t", sweeps=[], grids=[], rows=rows, label_keys=["regularizer.diversity"], columns=columns, links={}, curves=[])
     html = render_page(page)
     assert "<th>diversity</th>" in html and "<th>objective_main</th>" in html
     assert "plus the diversity / alignment terms" in html

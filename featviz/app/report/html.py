@@ -61,17 +61,6 @@ class Page:
     effects: str = ""  # the Effects section's HTML (featviz.app.report.effects.html_section); empty: no setting varies
 
 
-# Batch runs: how alike the images are, and the unit alone; present whenever a run recorded them.
-BATCH_COLUMNS = ("diversity", "objective_main")
-
-
-def table_columns(page: Page) -> list[str]:
-    """The page's columns plus :data:`BATCH_COLUMNS` that some run has, so a diversity sweep's
-    table shows what the diversity weight bought and what it cost the unit."""
-    present = {k for r in page.rows for k in r.values}
-    return [*page.columns, *(c for c in BATCH_COLUMNS if c in present and c not in page.columns)]
-
-
 def objective_note(page: Page) -> str:
     """What ``objective`` means in this table: with batch terms it is the optimized total."""
     present = {k for r in page.rows for k in r.values}
@@ -87,15 +76,14 @@ def objective_note(page: Page) -> str:
 
 
 def _table(page: Page) -> str:
-    columns = table_columns(page)
-    head, show_n, show_status = header(page.label_keys, columns, page.rows)
+    head, show_n, show_status = header(page.label_keys, page.columns, page.rows)
     show_error = any(r.error for r in page.rows)
     head = [*head, *(["error"] if show_error else []), "runs"]
     lines = ['<table class="sortable">', "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead>", "<tbody>"]
     for r in page.rows:
         cells = [f"<td>{escape(r.labels.get(k, ''))}</td>" for k in page.label_keys]
         cells += [f"<td>{escape(r.status)}</td>"] * show_status + [f'<td class="num" data-v="{r.n}">{r.n}</td>'] * show_n
-        for c in columns:
+        for c in page.columns:
             value = r.values.get(c)
             cells.append(f'<td class="num" data-v="{"" if value is None else repr(value)}">{escape(cell(r, c, "±"))}</td>')
         if show_error:

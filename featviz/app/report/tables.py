@@ -23,6 +23,8 @@ from featviz.rundir import JobRecord
 DEFAULT_COLUMNS = (
     "objective",
     "objective_clean",
+    "objective_main",  # batch runs with a diversity / alignment term: the unit alone (objective includes the term)
+    "diversity",
     "robust/objective",
     "clean/prob",
     "robust/top1",
