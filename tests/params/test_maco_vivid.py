@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import REPO
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from featviz.app.build import build_run
 from featviz.errors import ConfigError
@@ -83,3 +86,16 @@ def test_reproducible_through_the_config_and_checked(lite0) -> None:
             build_run({**cfg, "param": {**cfg["param"], key: value}}, model=lite0)
     with pytest.raises(ConfigError, match="param.contrast"):
         VividMacoImage(32, contrast=(0.3, 0.2))
+
+
+VIVID_RUNGS = sorted(p.stem for p in (REPO / "conf" / "experiment" / "vivid_stack").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("rung", VIVID_RUNGS)
+def test_every_rung_of_the_vivid_sweep_builds(rung: str, lite0) -> None:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=vivid", f"experiment/vivid_stack={rung}", "objective.unit=1", "param.size=32"])
+    cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    parts = build_run(cfg, model=lite0)
+    assert isinstance(parts.param, VividMacoImage) == (rung in ("free", "offset", "vivid"))
+    assert cfg["pipeline"]["technique"] in (rung, f"vivid_{rung}")
