@@ -2,7 +2,8 @@
 
 The loop's ``objective`` is measured on a jittered, rescaled copy of the image, so it is
 noisy and it is not what the picture the user looks at does to the unit. The activation is
-that second number. It costs one forward pass, so it is taken every ``every`` steps (plus
+that second number, measured as the run feeds the network (resized only when the run
+resizes: :meth:`RenderContext.clean_input`). It costs one forward pass, so it is taken every ``every`` steps (plus
 the snapshot steps and the last step) and added to the step's metrics as ``activation``:
 the writer puts it in ``metrics.jsonl`` (the report plots it) and the W&B logger logs it as
 ``opt/activation``. Place it before both.
