@@ -32,6 +32,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 ARTICLE_STEPS = 2048
+JPEG_QUALITY = 72  # with --width 720: 15-80 KB a figure
 OFF = ["logger=none", "metrics.enabled=false", "progress=false", "checkpoint_every=0"]
 
 
@@ -99,7 +100,7 @@ def make(figure: Figure, out: Path, work: Path, size: int | None, steps: int | N
         grid = grid.resize((width, round(grid.height * width / grid.width)), Image.LANCZOS)
     image = out / "gallery" / f"{figure.name}.jpg"
     image.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(image, format="JPEG", quality=82, optimize=True)
+    grid.save(image, format="JPEG", quality=JPEG_QUALITY, optimize=True)
     runs = len([p for p in sweep.iterdir() if (p / "result.json").is_file()])
     return {"name": figure.name, "title": figure.title, "command": shlex.join(shown), "runs": runs, "seconds": round(seconds, 1),
             "load": [round(load_before, 1), round(load_after, 1)], "image": f"gallery/{figure.name}.jpg", "kb": round(image.stat().st_size / 1024)}
@@ -128,7 +129,7 @@ def page(rows: list[dict[str, object]], note: str) -> str:
             f"{r['command']}",
             "```",
             "",
-            f"{r['runs']} runs in {r['seconds']} s on this CPU (load average {r['load'][0]} before, {r['load'][1]} after).",
+            f"{r['runs']} run{'s' * (r['runs'] != 1)} in {r['seconds']} s on this CPU (load average {r['load'][0]} before, {r['load'][1]} after).",
             "",
         ]
     return "\n".join(lines)
@@ -140,7 +141,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=None, help="param.size for every figure (default: the experiments' 128 px)")
     ap.add_argument("--steps", type=int, default=None, help="steps for every figure (default: 2048 where the article's columns are steps)")
     ap.add_argument("--only", default="", help="comma-separated figure names")
-    ap.add_argument("--width", type=int, default=960, help="largest image width in px")
+    ap.add_argument("--width", type=int, default=720, help="largest image width in px")
     args = ap.parse_args()
     chosen = [f for f in FIGURES if not args.only or f.name in args.only.split(",")]
     rows: list[dict[str, object]] = []
