@@ -14,6 +14,7 @@ RMS contrast, hf_share)::
     python benchmarks/vivid.py --table outputs/vivid/sweep --lucent-dir outputs/vivid
     python benchmarks/vivid.py --picture docs/vivid_classes.png --table outputs/vivid/sweep --lucent-dir outputs/vivid --sides best,vivid
     python benchmarks/vivid.py --photo-stats outputs/reference    # the photo ranges of param=maco_vivid's prior
+    python benchmarks/vivid.py --param-time                       # MacoImage vs VividMacoImage, one forward + backward
 
 The table has one row per class (mean over seeds) and one per side: mean transfer top-1,
 mean top-1 over the moderate views, median colourfulness with its range over the classes,
@@ -147,6 +148,25 @@ def photo_stats(folder: Path) -> None:
         print(f"{len(colour)} colour photos, {key}: min {v.min():.3f} q25 {v.quantile(0.25):.3f} median {v.median():.3f} q75 {v.quantile(0.75):.3f} max {v.max():.3f}")
 
 
+def param_time(size: int = 128, reps: int = 50) -> None:
+    """One forward + backward of ``MacoImage`` and ``VividMacoImage``, 1 thread, alternated twice: the parameterization's own cost."""
+    import time
+
+    import torch
+
+    from featviz.params import MacoImage, VividMacoImage
+
+    torch.set_num_threads(1)
+    for cls in (MacoImage, VividMacoImage, MacoImage, VividMacoImage):
+        p = cls(size, generator=torch.Generator().manual_seed(0))
+        for _ in range(5):
+            p().sum().backward()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            p().sum().backward()
+        print(f"{cls.__name__}: {(time.perf_counter() - t0) / reps * 1000:.2f} ms per forward + backward ({size} px)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lucent", type=Path, help="render lucent's side into this folder (LUCENT_VENV names its venv)")
@@ -159,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--picture", type=Path, help="save a side-by-side PNG of the sides' images here")
     parser.add_argument("--tile", type=int, default=96, help="side of each image in --picture")
     parser.add_argument("--photo-stats", type=Path, help="print a reference folder's image statistics")
+    parser.add_argument("--param-time", action="store_true", help="time MacoImage against VividMacoImage")
     parser.add_argument("--lucent-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     classes, seeds = [int(c) for c in args.classes.split(",")], [int(s) for s in args.seeds.split(",")]
@@ -166,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         return lucent_worker(classes, seeds, args.lucent_steps, args.lucent)
     if args.photo_stats:
         photo_stats(args.photo_stats)
+    if args.param_time:
+        param_time()
     if args.lucent:
         venv = os.environ.get("LUCENT_VENV")
         if not venv:

@@ -30,7 +30,7 @@ def _kinds(parts) -> set[type]:  # type: ignore[no-untyped-def]
 def test_the_preset_sets_the_pipeline_and_the_command_line_still_wins(lite0) -> None:
     cfg = _cfg("preset=best", "objective=class_logit")
     assert {LRSchedule, RedirectedReLU, RandomCrops} <= _kinds(build_run(cfg, model=lite0))
-    assert cfg["optimizer"]["_target_"] == "torch.optim.NAdam" and cfg["steps"] == 128 and cfg["param"]["kind"] == "maco"
+    assert cfg["optimizer"]["_target_"] == "torch.optim.NAdam" and cfg["steps"] == 128 and cfg["param"]["kind"] == "maco_vivid"
     assert _cfg("preset=best", "steps=9", "optimizer=adam")["steps"] == 9
     assert _cfg("preset=best", "optimizer=adam")["optimizer"]["_target_"] == "torch.optim.Adam"
 
