@@ -27,11 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 # (label, extra environment, extra overrides)
 CASES: list[tuple[str, dict[str, str], list[str]]] = [
     ("threads=null, spin (torch's default)", {"OMP_WAIT_POLICY": "ACTIVE"}, ["threads=null"]),
-    ("threads=null, OMP_WAIT_POLICY=PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"}, ["threads=null"]),
-    ("threads=null, GOMP_SPINCOUNT=10000", {"GOMP_SPINCOUNT": "10000"}, ["threads=null"]),
+    ("threads=null, OMP_WAIT_POLICY=PASSIVE alone", {"OMP_WAIT_POLICY": "PASSIVE"}, ["threads=null"]),
+    ("threads=null, PASSIVE + GOMP_SPINCOUNT=10000 (featviz's default)", {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}, ["threads=null"]),
     ("threads=1", {"OMP_WAIT_POLICY": "ACTIVE"}, ["threads=1"]),
     ("threads=auto, spin", {"OMP_WAIT_POLICY": "ACTIVE"}, ["threads=auto"]),
-    ("threads=auto, OMP_WAIT_POLICY=PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"}, ["threads=auto"]),
+    ("threads=auto, featviz's default waiting", {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}, ["threads=auto"]),
 ]
 
 

@@ -12,12 +12,14 @@ in, is :func:`featviz.render.render` (``from featviz.render import render``).
 
 import os
 
-# Before anything loads torch (and with it libgomp, which reads this once): OpenMP threads
-# that wait for each other sleep instead of spinning. On a machine busy with other work a
-# spinning thread burns the time slice its descheduled partner needs, and the render fell to
-# a tenth of its speed; sleeping keeps it near its fair share (docs/performance.md, "A busy
-# machine"). A value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before anything loads torch (and with it libgomp, which reads these once): OpenMP threads
+# that wait for each other spin only briefly, then sleep. On a machine busy with other work a
+# long-spinning thread burns the time slice its descheduled partner needs, and the render fell
+# to a tenth of its speed or less; sleeping at once (PASSIVE alone) halved the idle speed; a
+# short spin first kept 0.9 of it (docs/performance.md, "A busy machine"). Left alone when
+# the user set either variable.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ.update(OMP_WAIT_POLICY="PASSIVE", GOMP_SPINCOUNT="10000")
 
 from featviz import objectives, params, regularizers, transforms  # noqa: E402 - after the variable above
 from featviz.callbacks import Callback, RenderResult  # noqa: E402

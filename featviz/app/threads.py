@@ -5,9 +5,10 @@ machine"): torch's own default (one OpenMP thread per core, each spinning while 
 the others) collapses when another process holds a core, because a spinning thread burns the
 time slice its descheduled partner needs; and the cores a process may use are often fewer
 than ``os.cpu_count()`` (an affinity mask, a cgroup CPU quota in a container, a Slurm
-allocation). So ``import featviz`` makes OpenMP threads sleep instead of spin
-(``OMP_WAIT_POLICY=PASSIVE``, set in ``featviz/__init__.py`` before torch loads) and the
-default ``threads=auto`` takes the cores the process may use (:func:`auto_threads`).
+allocation). So ``import featviz`` makes OpenMP threads spin only briefly before they sleep
+(``OMP_WAIT_POLICY=PASSIVE``, ``GOMP_SPINCOUNT=10000``, set in ``featviz/__init__.py`` before
+torch loads) and the default ``threads=auto`` takes the cores the process may use
+(:func:`auto_threads`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def idle_cores() -> int:
 
 def auto_threads() -> int:
     """``threads=auto``: the usable cores when OpenMP threads sleep while they wait (featviz's
-    default, ``OMP_WAIT_POLICY=PASSIVE``), the idle ones when they spin.
+    default, ``OMP_WAIT_POLICY=PASSIVE`` after a short ``GOMP_SPINCOUNT``), the idle ones when
+    they spin.
 
     Sleeping threads share a busy core fairly, so two of them beside two CPU hogs still ran
     faster than one (docs/performance.md); spinning threads collapse there, so a user who
