@@ -109,7 +109,7 @@ def test_spectrum_levels_reach_the_right_knobs(lite0) -> None:
         cfg = resolved("+experiment=spectrum", f"experiment/family={family}", f"spectrum.level={level}", *NO_PERF)
         return build_run(cfg, model=lite0)
 
-    assert [r.weight for r in parts("tv", "strong").regularizers] == [12000]
+    assert [r.weight for r in parts("tv", "strong").regularizers] == [4.8]  # weight 1 = strong (docs/spectrum.md)
     assert parts("none", "weak").regularizers == [] and parts("none", "weak").callbacks == []
     assert isinstance(parts("none", "weak").param, PixelImage)
     fft = parts("decorrelated", "weak").param

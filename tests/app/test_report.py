@@ -145,9 +145,11 @@ def test_html_page_has_every_run_curves_and_relative_images(sweep: Path, tmp_pat
     assert main([str(sweep), "--out", str(tmp_path), "--sort", "final/hf_share"]) == 0  # W&B's name of the metric
     page = (tmp_path / "report.html").read_text()
     sources = img_sources(tmp_path / "report.html")
-    assert sources == ["grid.png", "curves.png", "curves_runs.png"]
+    assert [s for s in sources if not s.startswith("effects_")] == ["grid.png", "curves.png", "curves_runs.png"]
+    assert "effects_param.png" in sources  # the Effects section: the swept setting against every metric
     assert all((tmp_path / s).is_file() for s in sources)
-    assert page.count("<tr") == 1 + 4 and 'class="sortable"' in page
+    metrics_table = page.split('<h2 id="metrics">')[1].split("<h2")[0]
+    assert metrics_table.count("<tr") == 1 + 4 and 'class="sortable"' in page
     for job in ("0", "1", "2", "3"):
         assert f'href="{Path(os.path.relpath(sweep / job, tmp_path)).as_posix()}/"' in page
     rows = read_csv(tmp_path / "metrics.csv")
@@ -183,7 +185,9 @@ def test_two_sweeps_side_by_side(sweep: Path, tmp_path: Path) -> None:
     assert main([str(sweep), str(other), "--out", str(tmp_path / "cmp"), "--where", "seed=0"]) == 0
     rows = read_csv(tmp_path / "cmp" / "metrics.csv")
     assert {r["sweep"] for r in rows} == {sweep.name, "other"} and len(rows) == 4
-    assert img_sources(tmp_path / "cmp" / "report.html") == ["grid_0.png", "grid_1.png", "curves.png", "curves_runs.png"]
+    shown = img_sources(tmp_path / "cmp" / "report.html")
+    assert [s for s in shown if not s.startswith("effects_")] == ["grid_0.png", "grid_1.png", "curves.png", "curves_runs.png"]
+    assert "effects_sweep.png" in shown  # the two sweeps compared as one more setting
     with Image.open(tmp_path / "cmp" / "curves.png") as both:
         assert both.width > 1.5 * 4.8 * 80  # one column of panels (4.8 in at 80 dpi) per sweep
 
