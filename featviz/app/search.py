@@ -113,7 +113,7 @@ class WritePreset(Callback):
             return
         params = {**best_trial(sweep_dir, results["best_params"]), **results["best_params"]}
         note = (f"Found by +experiment=search in {sweep_dir.name}: {OmegaConf.select(config, 'search.metric')} "
-                f"score {results['best_value']:.4g} over units {list(OmegaConf.select(config, 'search.units'))} (docs/metrics_and_report.md)")
+                f"score {results['best_value']:.4g} over units {list(OmegaConf.select(config, 'search.units'))} (docs/ablations.md)")
         text = preset_yaml(params, note)
         folder = Path(str(OmegaConf.select(config, "search.preset_dir") or CONF_DIR / "preset"))
         for target in (folder / f"{name}.yaml", sweep_dir / f"preset_{name}.yaml"):

@@ -28,9 +28,19 @@ def _hydra_job_id(job_dir: Path) -> str:
     return str(OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.job.id)
 
 
-def _attempts(cluster: LocalSlurm, job: str) -> list[str]:
-    """Every state the job went through in accounting, requeued attempts included (``sacct -D``)."""
-    return cluster.run("sacct", "-n", "-X", "-P", "-D", "-o", "State", "-j", job).stdout.split()
+def _attempts(cluster: LocalSlurm, job: str, last: str = "COMPLETED") -> list[str]:
+    """Every state the job went through in accounting, requeued attempts included (``sacct -D``).
+
+    slurmdbd records a job's end a moment after the job has ended: wait until the last attempt
+    is in ``last`` (or give what accounting holds after 60 s, for the assertion to show)."""
+
+    def states() -> list[str]:
+        return cluster.run("sacct", "-n", "-X", "-P", "-D", "-o", "State", "-j", job).stdout.split()
+
+    try:
+        return wait_for(f"accounting to record job {job} {last}", lambda: (found := states()) and found[-1] == last and found, 60, poll=0.5)
+    except TimeoutError:
+        return states()
 
 
 def _wandb_segments(job_dir: Path) -> list[list[dict]]:
