@@ -22,6 +22,7 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ def usage() -> str:
         "commands:",
         *(f"  {c.name:<{width}}  {c.summary}" for c in COMMANDS),
         "",
-        "featviz COMMAND --help shows a command's arguments; featviz render --help the config groups.",
+        "featviz COMMAND --help shows a command's arguments; featviz render --help the config groups;",
+        "featviz --version the installed version.",
     ]
     return "\n".join(lines)
 
@@ -92,7 +94,7 @@ def render_help(command: Command) -> str:
     top-level keys with their defaults, read from ``conf/`` (Hydra's own page: ``--hydra-help``)."""
     from omegaconf import OmegaConf
 
-    from featviz.app.config import CONF_DIR, compose
+    from featviz.app.config import CONF_DIR, compose, studies
 
     cfg = compose([], CONFIG_NAMES[command.name])
     prog = "featviz" if command.name == "render" else f"featviz {command.name}"
@@ -104,9 +106,14 @@ def render_help(command: Command) -> str:
         "== Configuration groups ==   GROUP=OPTION (+experiment=NAME adds an experiment)",
     ]
     for folder in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in _NOT_GROUPS):
+        if folder.name == "experiment":  # the studies of experiments/, every one of them
+            names = studies()
+            lines += textwrap.wrap(f"+experiment ({len(names)} studies, experiments/): {', '.join(names)}", width=100,
+                                   initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False)
+            continue
         options = sorted(f.stem for f in folder.glob("*.yaml"))
         shown = ", ".join(options[:14]) + (f", ... ({len(options)} in all)" if len(options) > 14 else "")
-        lines.append(f"  {'+' if folder.name == 'experiment' else ''}{folder.name}: {shown}")
+        lines.append(f"  {folder.name}: {shown}")
     lines += ["", "== Keys (defaults) ==   GROUP.KEY=VALUE for a group's own keys, e.g. param.size=160"]
     plain = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(plain, dict)
@@ -205,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if args and args[0] in ("-V", "--version"):
+        from featviz.app.config import git_commit, version
+
+        commit = git_commit()
+        print(f"featviz {version()}" + (f" (commit {commit[:12]})" if commit else ""))
         return 0
     if args and args[0] in BY_NAME:
         return run_command(BY_NAME[args[0]], args[1:])

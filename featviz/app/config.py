@@ -1,12 +1,16 @@
 """Where the configs live and how the app composes them: the schemas, the resolvers, compose().
 
 Importing this module registers the typed schemas (:mod:`featviz.app.schemas`) and the
-``featviz.cpu_share`` resolver once, before Hydra reads ``conf/``.
+``featviz.cpu_share`` resolver once, before Hydra reads ``conf/``
+(the package ``featviz.conf``).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.resources
 import os
+import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +20,48 @@ from omegaconf import DictConfig, OmegaConf
 
 from featviz.app import schemas
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = REPO_ROOT / "conf"
+#: Hydra's name of featviz's configs: the package featviz.conf (``conf/`` of the repository, shipped
+#: inside the installed package), so no command needs a checkout.
+CONF_SOURCE = "pkg://featviz.conf"
+
+
+def package_folder(name: str) -> Path:
+    """The folder of the installed package ``name`` (featviz.conf, featviz.experiments)."""
+    return Path(str(importlib.resources.files(name)))
+
+
+CONF_DIR = package_folder("featviz.conf")
+STUDIES_DIR = package_folder("featviz.experiments")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def studies() -> list[str]:
+    """The studies of ``experiments/`` (the package featviz.experiments): ``+experiment=NAME`` runs one."""
+    return sorted(p.name for p in STUDIES_DIR.iterdir() if (p / "config.yaml").is_file())
+
+
+def version() -> str:
+    """featviz's version from the installed package's metadata."""
+    try:
+        return importlib.metadata.version("featviz")
+    except importlib.metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+        import featviz
+
+        return featviz.__version__
+
+
+def git_commit() -> str | None:
+    """The commit of the featviz checkout this code runs from, or None for an installed package.
+
+    Asked only where featviz's own repository holds the package (its ``.git`` beside it), so a
+    lab whose virtual environment lives inside the lab's repository never records the lab's commit."""
+    root = PACKAGE_DIR.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def cpu_share(parallel_jobs: int) -> int:
@@ -47,16 +91,30 @@ def environ_set(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def register_plugins() -> None:
+    """featviz's Hydra plugins (the fused launcher, the search path and the studies' source),
+    registered by name as well as by Hydra's scan: an editable install (``pip install -e``) puts
+    them where the scan of the ``hydra_plugins`` namespace does not look."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.featviz_fused.fused_launcher import FusedLauncher
+    from hydra_plugins.featviz_searchpath.featviz_searchpath import FeatvizSearchPath, StudiesConfigSource
+
+    for plugin in (FusedLauncher, FeatvizSearchPath, StudiesConfigSource):
+        Plugins.instance().register(plugin)
+
+
 OmegaConf.register_new_resolver("featviz.cpu_share", cpu_share, replace=True)
 schemas.register()
+register_plugins()
 
 
 def compose(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
     """The config a render with these overrides would get, without running it (Hydra's compose API)."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module="featviz.conf", version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 

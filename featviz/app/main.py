@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from featviz.app.config import CONF_DIR, to_plain
+from featviz.app.config import CONF_SOURCE, to_plain
 from featviz.app.job import run_job
 from featviz.app.reporting import is_out_of_memory, one_line, report
 from featviz.errors import ConfigError, FeatvizError, Preempted, check_seed
@@ -97,7 +97,7 @@ def preflight(cfg: DictConfig, out_dir: Path) -> None:
         raise
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     """Render one job of the composed config (``python -m featviz [overrides]``)."""
     hydra_cfg = HydraConfig.get()

@@ -13,13 +13,12 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import platform
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featviz.app.config import REPO_ROOT
+from featviz.app.config import git_commit, version
 from featviz.errors import FeatvizError
 
 log = logging.getLogger("featviz")
@@ -192,10 +191,8 @@ def environment() -> dict[str, Any]:
     """Versions, device and git commit, so a result can be traced to what made it."""
     import torch
 
-    import featviz
-
     env: dict[str, Any] = {
-        "featviz": featviz.__version__,
+        "featviz": version(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -208,12 +205,7 @@ def environment() -> dict[str, Any]:
             env[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             env[package] = None
-    try:
-        env["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        env["git_commit"] = None
+    env["git_commit"] = git_commit()
     return env
 
 

@@ -115,7 +115,11 @@ class WritePreset(Callback):
         note = (f"Found by +experiment=search in {sweep_dir.name}: {OmegaConf.select(config, 'search.metric')} "
                 f"score {results['best_value']:.4g} over units {list(OmegaConf.select(config, 'search.units'))} (docs/ablations.md)")
         text = preset_yaml(params, note)
-        folder = Path(str(OmegaConf.select(config, "search.preset_dir") or CONF_DIR / "preset"))
+        # conf/preset of the working folder: featviz's own conf/ in its checkout, the lab's conf/ in a lab's
+        # project (docs/your_project.md); never the installed package's folder.
+        folder = Path(str(OmegaConf.select(config, "search.preset_dir") or "conf/preset")).absolute()
         for target in (folder / f"{name}.yaml", sweep_dir / f"preset_{name}.yaml"):
             atomic_write_bytes(target, lambda f: f.write(text.encode()))
-        print(f"featviz: the best trial is preset={name} ({folder / f'{name}.yaml'}; a copy in {sweep_dir})")
+        found = folder.parent.resolve() == CONF_DIR.resolve()
+        hint = "" if found else f" with hydra.searchpath=[file://{folder.parent}]"
+        print(f"featviz: the best trial is preset={name}{hint} ({folder / f'{name}.yaml'}; a copy in {sweep_dir})")

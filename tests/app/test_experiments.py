@@ -19,8 +19,9 @@ from featviz.params.fourier import FFTImage
 from featviz.params.pixel import PixelImage
 from featviz.regularizers.preconditioners import GradientBlur, GradientNormalize, ParamBlur
 
-EXPERIMENTS = REPO / "conf" / "experiment"
-ALL = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+STUDIES = REPO / "experiments"
+EXPERIMENTS = REPO / "conf" / "experiment"  # the pieces studies compose: family/, objective/, stack/, ...
+ALL = sorted(p.name for p in STUDIES.iterdir() if (p / "config.yaml").is_file())
 # The figures of the regularization-spectrum issue; the others belong to other features.
 SPECTRUM = ["decorrelated", "frequency", "logits_vs_probs", "lr_noise", "naive", "objectives", "robustness", "spectrum"]
 FAMILIES = sorted(p.stem for p in (EXPERIMENTS / "family").glob("*.yaml"))

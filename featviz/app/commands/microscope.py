@@ -18,7 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from featviz.app.config import CONF_DIR, to_plain
+from featviz.app.config import CONF_SOURCE, to_plain
 from featviz.app.microscope.shard import run_shard
 from featviz.app.reporting import one_line, report
 from featviz.errors import ConfigError, FeatvizError, Preempted
@@ -26,7 +26,7 @@ from featviz.rundir import RunLock
 from featviz.tools.microscope_site import write_site
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="microscope")
+@hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="microscope")
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     """``featviz microscope [overrides]``: one shard per job; a failed shard is recorded and the others go on."""
     hydra_cfg = HydraConfig.get()

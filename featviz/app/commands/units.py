@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from featviz.app.build import RunParts, build_run, model_from_config
-from featviz.app.config import CONF_DIR, to_plain
+from featviz.app.config import CONF_SOURCE, to_plain
 from featviz.app.reporting import report
 from featviz.errors import FeatvizError, check_seed
 from featviz.models.feature_model import FeatureModel
@@ -65,7 +65,7 @@ def run_units(cfg: Mapping[str, Any], out_dir: Path, model: FeatureModel | None 
     return write_outputs(result, out_dir, int(sheet.get("columns", 8)), bool(sheet.get("labels", True)), {"config": dict(cfg)})
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="units")
+@hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="units")
 def main(cfg: DictConfig) -> None:
     """``featviz units [overrides]``: Hydra, with ``conf/units.yaml`` as the primary config."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -1,0 +1,1 @@
+"""featviz's studies: one folder each, its experiment config (experiment/NAME), README and record."""

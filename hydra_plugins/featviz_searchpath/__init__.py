@@ -1,0 +1,1 @@
+"""featviz's configs and studies on Hydra's search path (featviz_searchpath.py)."""
