@@ -27,6 +27,7 @@ from omegaconf import DictConfig, open_dict
 from featviz.app.config import to_plain
 from featviz.app.pack import JobSpec, Pack, crashed, run_pack_lines
 from featviz.errors import ConfigError, FeatvizError, Preempted
+from featviz.rundir import parse_overrides
 
 log = logging.getLogger("featviz")
 
@@ -55,22 +56,77 @@ def images_per_step(cfg: Mapping[str, Any]) -> int:
     return int(cfg.get("batch", 1)) * max(1, crops)
 
 
+#: Swept keys that replicate a measurement (the seed, the unit or class): the *blocks* of a balanced plan.
+#: The report pairs arms over the same keys (:data:`featviz.app.report.effects.REPLICATE_KEYS`).
+BLOCK_KEYS = ("seed", "objective.unit")
+
+
+def _swept(specs: Sequence[JobSpec]) -> list[str]:
+    """The override keys whose value differs between ``specs``, in override order."""
+    settings = [parse_overrides(s.overrides) for s in specs]
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    return [k for k in keys if len({s.get(k) for s in settings}) > 1]
+
+
+def balanced(specs: Sequence[JobSpec], cap: int, block_keys: Sequence[str] = BLOCK_KEYS) -> list[list[int]]:
+    """Indices of ``specs`` (jobs of one network) cut into as few packs of at most ``cap`` images per step
+    as fit, laid out so that no swept setting is confounded with a pack.
+
+    A *block* is the jobs that share their replicate values (:data:`BLOCK_KEYS`: one seed's arms);
+    an *arm* is a combination of the other swept values. When every block fits a pack, whole
+    blocks are dealt to the packs in order, evenly (pack ``b * P // B``), so every pack holds
+    every arm and a seed's arms, the pairs the report compares, share one pack and one clock. A
+    block larger than a pack is split: the jobs, block by block and arm by arm, are dealt
+    round-robin, so each pack holds as even a mix of arms as the sizes allow. Packs are numbered
+    in order of their first job; jobs keep sweep order inside a pack.
+    """
+    images = [images_per_step(s.config) for s in specs]
+    alone = [[i] for i in range(len(specs)) if images[i] > cap]  # a job above the cap: a pack of its own
+    rest = [i for i in range(len(specs)) if images[i] <= cap]
+    if sum(images[i] for i in rest) <= cap:
+        return sorted(alone + ([rest] if rest else []))
+    swept = _swept([specs[i] for i in rest])
+    settings = {i: parse_overrides(specs[i].overrides) for i in rest}
+    block_of = {i: tuple(settings[i].get(k) for k in swept if k in block_keys) for i in rest}
+    arm_of = {i: tuple(settings[i].get(k) for k in swept if k not in block_keys) for i in rest}
+    blocks = list(dict.fromkeys(block_of[i] for i in rest))
+    members = [[i for i in rest if block_of[i] == b] for b in blocks]
+    if all(sum(images[i] for i in m) <= cap for m in members):
+        units, deal = members, lambda u, p: u * p // len(members)
+    else:  # a block is larger than a pack: deal single jobs, block by block, arm by arm
+        arms = list(dict.fromkeys(arm_of[i] for i in rest))
+        order = sorted(rest, key=lambda i: (blocks.index(block_of[i]), arms.index(arm_of[i])))
+        units, deal = [[i] for i in order], lambda u, p: u % p
+    packs: list[list[int]] = [[i] for unit in units for i in unit]
+    for count in range(-(-sum(images[i] for i in rest) // cap), len(units) + 1):
+        trial: list[list[int]] = [[] for _ in range(count)]
+        for u, unit in enumerate(units):
+            trial[deal(u, count)] += unit
+        if all(sum(images[i] for i in p) <= cap for p in trial):
+            packs = trial
+            break
+    return sorted(alone + [sorted(p) for p in packs if p])
+
+
 def plan_packs(specs: Sequence[JobSpec], nums: Sequence[int], limit: Callable[[JobSpec], int]) -> list[Pack]:
-    """Group jobs by :func:`pack_key` (in sweep order), cutting a pack before it passes ``limit(first job)`` images per step.
+    """Group jobs by :func:`pack_key` (networks in sweep order), each group cut into packs of at most
+    ``limit(first job)`` images per step by :func:`balanced` (every setting spread over the packs).
 
     A job that alone needs more than the limit gets a pack of its own.
     """
+    groups: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault(pack_key(spec.config), []).append(i)
     packs: list[Pack] = []
-    open_packs: dict[str, Pack] = {}
-    for spec, num in zip(specs, nums):
-        key, images = pack_key(spec.config), images_per_step(spec.config)
-        pack = open_packs.get(key)
-        if pack is None or pack.images + images > limit(pack.specs[0]):
-            pack = open_packs[key] = Pack(len(packs))
+    for members in groups.values():
+        group = [specs[i] for i in members]
+        for cut in balanced(group, limit(group[0])):
+            pack = Pack(len(packs))
+            for j in cut:
+                pack.specs.append(group[j])
+                pack.nums.append(nums[members[j]])
+                pack.images += images_per_step(group[j].config)
             packs.append(pack)
-        pack.specs.append(spec)
-        pack.nums.append(num)
-        pack.images += images
     return packs
 
 
