@@ -150,20 +150,15 @@ def test_each_method_lowers_high_frequency_share_in_a_render(lite0) -> None:
 
 
 def test_build_run_wires_config_keys_to_callbacks() -> None:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from featviz.app.config import REPO_ROOT
     from featviz.app.build import build_run
+    from featviz.app.config import compose, to_plain
 
     overrides = [
         "logger=none", "param=pixel", "param.size=32", "param.grad_blur_sigma=1.0", "param.grad_normalize=3",
         "regularizer.param_blur=0.5", "regularizer.param_blur_every=4", "regularizer.bilateral=10", "device=cpu",
         "model.weights=none", "perf.fold_bn=false",
     ]
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    parts = build_run(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    parts = build_run(to_plain(compose(overrides)))
     kinds = {type(c): c for c in parts.callbacks}
     assert kinds[GradientBlur].sigma == 1.0
     assert kinds[GradientNormalize].levels == 3
