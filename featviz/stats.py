@@ -116,6 +116,8 @@ def paired(a: Sequence[float | None], b: Sequence[float | None], seed: int = 0) 
     n = len(d)
     mean = float(d.mean()) if n else math.nan
     sd = float(d.std(ddof=1)) if n >= 2 else math.nan
+    if n >= 2 and sd <= 1e-12 * max(1.0, abs(mean)):  # equal up to rounding: no spread to test against
+        sd = 0.0
     p = p_w = math.nan
     low = high = math.nan
     if n >= 2 and sd > 0:

@@ -126,7 +126,8 @@ def test_effects_files_for_a_paper(tmp_path):
     out.mkdir()
     written = E.write(effects, out, ("pdf", "svg"))
     assert (out / "effects_regularizer_tv.pdf").read_bytes().startswith(b"%PDF")
-    assert (out / "effects_regularizer_tv.svg").is_file() and (out / "effects_compute.png").is_file()
+    assert (out / "effects_regularizer_tv.svg").is_file() and (out / "effects_differences_regularizer_tv.pdf").is_file()
+    assert not (out / "effects_compute.png").exists() and "forward_passes" in effects.dropped  # every run made the same passes
     tex = (out / "effects_comparisons.tex").read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and "0.05 vs 0" in tex
     assert "effects_comparisons.csv" in written.tables
@@ -139,3 +140,44 @@ def test_effects_files_for_a_paper(tmp_path):
 @pytest.mark.parametrize("values, first", [({"0.5", "0", "10"}, "0"), ({"tv", "none", "blur"}, "none"), ({"b", "a"}, "a")])
 def test_the_baseline_is_the_off_value(values, first):
     assert E.ordered(values)[0] == first
+
+
+def test_timing_rows_are_apart_never_starred_and_constant_metrics_dropped(tmp_path):
+    """wall_time_s moving with the setting is reported, not starred, and not in the correction's family."""
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "sweep"
+    job = 0
+    for v in ("0", "1"):
+        for s in range(6):
+            path = folder / str(job)
+            path.mkdir(parents=True)
+            final = {"hf_share": 0.5 - 0.1 * float(v) + rng.normal(0, 0.01), "wall_time_s": 10.0 + 50 * float(v) + rng.normal(0, 0.1), "tv": 1.0}
+            path.joinpath("result.json").write_text(json.dumps({"status": "completed", "overrides": [f"regularizer.tv={v}", f"seed={s}"], "final": final,
+                                                                "config": {"steps": 8 * (1 + int(v)), "batch": 1, "transforms": {"crops": 0}}}))
+            job += 1
+    effects = E.compute(load_runs(folder))
+    assert "tv" in effects.dropped and "tv" not in effects.metrics
+    by = {c.metric: c for c in effects.comparisons}
+    assert by["hf_share"].significant and not by["wall_time_s"].significant and not by["forward_passes"].significant
+    assert by["hf_share"].result.p_adjusted == pytest.approx(by["hf_share"].result.p_value)  # a family of one quality row
+    rows = E.comparison_rows(effects)
+    assert [r["kind"] for r in rows] == ["quality", "compute", "compute"] and "not starred" in rows[1]["note"]
+    out = tmp_path / "out"
+    out.mkdir()
+    E.write(effects, out)
+    assert (out / "effects_compute.png").is_file()  # the steps differ: compute varies
+    assert "family: the 1 quality comparisons" in (out / "effects_comparisons.md").read_text()
+
+
+def test_every_metric_gets_a_panel_over_several_figures(tmp_path):
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "sweep"
+    for job, (v, s) in enumerate((v, s) for v in ("0", "1") for s in range(6)):
+        path = folder / str(job)
+        path.mkdir(parents=True)
+        final = {f"transfer/m{i}": float(v) * i + rng.normal() for i in range(11)}
+        path.joinpath("result.json").write_text(json.dumps({"status": "completed", "overrides": [f"regularizer.tv={v}", f"seed={s}"], "final": final}))
+    effects = E.compute(load_runs(folder))
+    assert len(effects.metrics) == 11
+    names = [n for _, n in E.write(effects, tmp_path).figures]
+    assert {"effects_regularizer_tv.png", "effects_regularizer_tv_2.png", "effects_differences_regularizer_tv_2.png"} <= set(names)
