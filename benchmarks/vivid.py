@@ -12,7 +12,7 @@ RMS contrast, hf_share)::
     python -m featviz -m launcher=fused +experiment=vivid hydra.sweep.dir=outputs/vivid/sweep
     LUCENT_VENV=../venvs/lucent python benchmarks/vivid.py --lucent outputs/vivid --classes 1,130,281,417,511,947,954,980
     python benchmarks/vivid.py --table outputs/vivid/sweep --lucent-dir outputs/vivid
-    python benchmarks/vivid.py --picture docs/vivid_classes.png --table outputs/vivid/sweep --lucent-dir outputs/vivid --sides best,vivid
+    python benchmarks/vivid.py --picture experiments/vivid/vivid_classes.png --table outputs/vivid/sweep --lucent-dir outputs/vivid --sides best,vivid
     python benchmarks/vivid.py --photo-stats outputs/reference    # the photo ranges of param=maco_vivid's prior
     python benchmarks/vivid.py --param-time                       # MacoImage vs VividMacoImage, one forward + backward
 

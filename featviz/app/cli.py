@@ -157,6 +157,9 @@ def run_hydra(command: Command, argv: Sequence[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(render_help(command))
         return 0
+    if any(a in ("-m", "--multirun") for a in argv) and any(a in ("-c", "--cfg", "-i", "--info") for a in argv):
+        return report(prog, "-m (--multirun) and --cfg/--info cannot go together: drop -m and give each swept key one value "
+                            "(e.g. seed=0) to see one job's config")
     wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
     sys.argv = [prog, *("--help" if a == "--hydra-help" else a for a in argv)]  # a Hydra app reads its overrides from sys.argv
     try:
