@@ -36,7 +36,12 @@ STUDIES = REPO / "experiments"
 GALLERY = REPO / "docs" / "gallery.md"
 JPEG_QUALITY = 72
 BEGIN, END = "<!-- record: written by benchmarks/study.py, edit above this line -->", "<!-- /record -->"
-QUICK = ["steps=4", "param.size=32"]  # --quick: the command's shape at a fraction of its cost
+QUICK = ["steps=4", "param.size=32"]
+#: The index's order: the article's figures as the article shows them, then the studies built on them.
+FIGURES = ("naive", "lr_noise", "frequency", "robustness", "decorrelated", "objectives", "logits_vs_probs",
+           "negative_positive", "diversity_facets", "neuron_arithmetic", "random_directions", "interpolation")
+ABLATIONS = ("spectrum", "learned_priors", "scorecard", "pipeline", "vivid", "search", "microscope",
+             "vit_mlp", "vit_attention", "swin_convnext")  # --quick: the command's shape at a fraction of its cost
 
 
 def commands(readme: str) -> list[list[str]]:
@@ -127,8 +132,11 @@ def run_study(name: str, out: Path, work: Path, width: int, is_quick: bool) -> N
     for words in lines:
         folder = sweep_dir(words)
         if len(words) > 1 and words[1] == "microscope" and folder and (work / folder / "site" / "layers").is_dir():
-            save_picture(unit_sheet(work / folder / "site"), out / f"{name}.jpg", width)
-            record += [f"![{name}: the first units of each layer, one row per layer]({name}.jpg)", ""]
+            site = work / folder / "site" / "layers"
+            save_picture(unit_sheet(site.parent), out / f"{name}.jpg", width)
+            units = {layer.name: sum(1 for p in (layer / "img").glob("*.png") if p.stem.isdigit()) for layer in sorted(site.iterdir())}
+            record += [f"![{name}: the first units of each layer, one row per layer]({name}.jpg)", "",
+                       "Units rendered: " + ", ".join(f"`{k}` {v}" for k, v in units.items()) + ".", ""]
     done = sum(len(list((work / folder).glob("*/result.json"))) for folder in {sweep_dir(w) for w in lines} - {None})
     times = "; ".join(f"`{shlex.join(w[:2])} ...` {s:.1f} s" for w, s in timings)
     size = "with `--quick` (" + " ".join(QUICK) + "), " if is_quick else ""
@@ -150,17 +158,21 @@ def index() -> str:
              "config, a README with the question, the exact command and the recorded result (picture,",
              "effects table, run time, machine and load). `benchmarks/study.py NAME` re-runs a study and",
              "rewrites its record; this page is rebuilt from the READMEs by `benchmarks/study.py --index`.", ""]
-    for folder in sorted(p for p in STUDIES.iterdir() if (p / "README.md").is_file()):
-        readme = (folder / "README.md").read_text()
-        title = readme.splitlines()[0].lstrip("# ").strip()
-        question = re.search(r"\*\*Question\.\*\*\s*(.*?)\n\n", readme, re.S)
-        lines += [f"## [{title}](../experiments/{folder.name}/README.md)", ""]
-        if question:
-            lines += [" ".join(question.group(1).split()), ""]
-        picture = re.search(r"!\[[^\]]*\]\(([^)]+\.(?:jpg|png))\)", readme.split(BEGIN, 1)[-1])
-        if picture:
-            lines += [f"![{folder.name}](../experiments/{folder.name}/{picture.group(1)})", ""]
-        lines += [f"`featviz -m +experiment={folder.name}`", ""]
+    present = sorted(p.name for p in STUDIES.iterdir() if (p / "README.md").is_file())
+    others = [n for n in present if n not in FIGURES and n not in ABLATIONS]
+    for heading, names in (("The article's figures", FIGURES), ("Ablations and studies", [*ABLATIONS, *others])):
+        lines += [f"## {heading}", ""]
+        for name in (n for n in names if n in present):
+            readme = (STUDIES / name / "README.md").read_text()
+            title = readme.splitlines()[0].lstrip("# ").strip()
+            question = re.search(r"\*\*Question\.\*\*\s*(.*?)\n\n", readme, re.S)
+            lines += [f"### [{title}](../experiments/{name}/README.md)", ""]
+            if question:
+                lines += [" ".join(question.group(1).split()), ""]
+            picture = re.search(r"!\[[^\]]*\]\(([^)]+\.(?:jpg|png))\)", readme.split(BEGIN, 1)[-1])
+            if picture:
+                lines += [f"![{name}](../experiments/{name}/{picture.group(1)})", ""]
+            lines += [f"`featviz -m +experiment={name}`" if name != "microscope" else "`featviz microscope +experiment=microscope`", ""]
     return "\n".join(lines)
 
 

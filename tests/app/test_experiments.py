@@ -31,13 +31,17 @@ FAMILIES = sorted(p.stem for p in (EXPERIMENTS / "family").glob("*.yaml"))
 NO_PERF = ["perf.fold_bn=false", "perf.channels_last=false"]
 
 
-def compose_cfg(*overrides: str, hydra: bool = False):
+#: Studies composed onto another primary config than the render's (``featviz microscope +experiment=microscope``).
+PRIMARY = {"microscope": "microscope"}
+
+
+def compose_cfg(*overrides: str, hydra: bool = False, primary: str = "config"):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=["logger=none", *overrides], return_hydra_config=hydra)
+        return compose(primary, overrides=["logger=none", *overrides], return_hydra_config=hydra)
 
 
-def resolved(*overrides: str) -> dict:
-    return OmegaConf.to_container(compose_cfg(*overrides), resolve=True, enum_to_str=True)  # type: ignore[return-value]
+def resolved(*overrides: str, primary: str = "config") -> dict:
+    return OmegaConf.to_container(compose_cfg(*overrides, primary=primary), resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
 def sweep_axes(experiment: str) -> list[list[str]]:
@@ -89,7 +93,7 @@ def test_the_figures_and_families_are_all_there() -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_experiment_composes(name: str) -> None:
-    cfg = resolved(f"+experiment={name}")  # every interpolation resolves
+    cfg = resolved(f"+experiment={name}", primary=PRIMARY.get(name, "config"))  # every interpolation resolves
     assert cfg["model"]["name"]
 
 
