@@ -74,8 +74,10 @@ def test_a_sweeps_effects_section_renders_with_its_figures_and_paper_files(tmp_p
     html = (out / "report.html").read_text()
     assert '<h2 id="effects">Effects</h2>' in html and "effects_regularizer_tv.png" in html
     rows = (out / "effects_comparisons.csv").read_text().splitlines()
-    assert rows[0].startswith("setting,value,baseline,metric,n,") and any(r.startswith("regularizer.tv,1,0,tv,6,") for r in rows)
-    assert (out / "paper" / "effects_regularizer_tv.pdf").read_bytes().startswith(b"%PDF") and (out / "paper" / "metrics.tex").is_file()
+    assert rows[0].startswith("setting,value,baseline,metric,kind,n,") and any(r.startswith("regularizer.tv,1,0,tv,quality,6,") for r in rows)
+    assert (out / "paper" / "effects_regularizer_tv.pdf").read_bytes().startswith(b"%PDF")
+    per_setting = (out / "paper" / "metrics.tex").read_text()  # a row per tv value (mean [interval] over 6 seeds), not one per run
+    assert per_setting.count(r"\\") == 3 and "0 & 6 & " in per_setting and "1 & 6 & " in per_setting
     effects_only = tmp_path / "effects.html"  # the section alone, so the screenshot shows it
     effects_only.write_text(html.split('<h2 id="effects">')[0].split("<h2")[0] + '<h2 id="effects">' + html.split('<h2 id="effects">')[1].split('<h2 id="curves">')[0])
     shutil.copy(out / "effects_regularizer_tv.png", tmp_path / "effects_regularizer_tv.png")

@@ -118,19 +118,23 @@ def _grids(sweeps: dict[str, list[JobRecord]], ordered: list[JobRecord], args: a
     return written, shown
 
 
-def _curves(sweeps: dict[str, list[JobRecord]], ordered: list[JobRecord], out: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
-    """The overlaid curves (one column per sweep) and one small panel per run."""
-    groups = {}
+def _curves(sweeps: dict[str, list[JobRecord]], ordered: list[JobRecord], out: Path, replicates: Sequence[str]) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """The overlaid curves (one column per sweep, a colour per setting of the swept keys that are not
+    ``replicates``) and one small panel per run."""
+    groups, coloured = {}, []
     for label, members in sweeps.items():
         jobs = {r.job for r in members}
         runs = [r for r in ordered if r.job in jobs]
         keys = [k for k in varying_keys(runs) if k != SWEEP_KEY]
-        groups[label] = [(_label(r, keys), read_curves(r.folder)) for r in runs]
+        settings = [k for k in keys if k not in replicates]
+        coloured += [k for k in settings if k not in coloured]
+        groups[label] = [(_label(r, keys), _label(r, settings or keys), read_curves(r.folder)) for r in runs]
     written, shown = {}, []
-    if (path := overlay(groups, out / "curves.png")) is not None:
+    if (path := overlay(groups, out / "curves.png", ", ".join(short_keys(coloured).values()))) is not None:
         written["curves"] = path
-        shown.append(("every run overlaid" + (", one column per sweep" if len(groups) > 1 else ""), path.name))
-    per_run = [(f"{label} {name}" if len(groups) > 1 else name, curves) for label, runs in groups.items() for name, curves in runs]
+        by = f", a colour per {', '.join(coloured)}" if coloured else ""
+        shown.append(("every run overlaid" + (", one column per sweep" if len(groups) > 1 else "") + by, path.name))
+    per_run = [(f"{label} {name}" if len(groups) > 1 else name, curves) for label, runs in groups.items() for name, _, curves in runs]
     if (path := small_multiples(per_run, out / "curves_runs.png")) is not None:
         written["curves_runs"] = path
         shown.append(("one panel per run", path.name))
@@ -210,7 +214,7 @@ def _write(args: argparse.Namespace, sweeps: dict[str, list[JobRecord]], runs: l
     if not args.no_grid:
         grid_files, grids = _grids(sweeps, ordered, args, out)
         written.update(grid_files)
-    curve_files, curves = _curves(sweeps, ordered, out)
+    curve_files, curves = _curves(sweeps, ordered, out, _split(args.replicates))
     written.update(curve_files)
     effects_html = ""
     effects = effects_section.compute(runs, replicate_keys=_split(args.replicates))
@@ -222,7 +226,8 @@ def _write(args: argparse.Namespace, sweeps: dict[str, list[JobRecord]], runs: l
             (out / "paper").mkdir(exist_ok=True)
             paper = effects_section.write(effects, out / "paper", ("pdf", "svg"))
             written["paper"] = out / "paper"
-            written["paper metrics.tex"] = atomic_write_bytes(out / "paper" / "metrics.tex", lambda f: f.write(to_latex(rows, label_keys, columns).encode()))
+            # per setting (mean and t interval over the replicates), not one row per run
+            written["paper metrics.tex"] = atomic_write_bytes(out / "paper" / "metrics.tex", lambda f: f.write(effects_section.metrics_latex(effects).encode()))
             written.update({f"paper {name}": out / "paper" / name for name in paper.tables})
     labels = list(sweeps)
     page = Page(

@@ -361,7 +361,8 @@ def family_line(effects: Effects) -> str:
     m = sum(1 for c in effects.comparisons if not c.compute and math.isfinite(c.result.p_value))
     starred = sum(1 for c in effects.comparisons if c.significant)
     return (f"family: the {m} quality comparisons of this table (every setting's values against its baseline, every image metric); "
-            f"starred ({starred}): Holm-adjusted paired-t p < 0.05 with n >= {MIN_PAIRS} pairs (family-wise error 5 %); "
+            f"starred ({starred}): Holm-adjusted paired-t p < 0.05 with n >= {MIN_PAIRS} pairs (Holm: the chance that any starred row "
+            "is a false claim stays at 5 %, whatever the dependence between rows, and a paper's reader takes each starred row as a claim); "
             "q: Benjamini-Hochberg over the same family; intervals: paired-t 95 % (unadjusted: they agree with the raw p); "
             "p (Wilcoxon): the signed-rank check; compute and timing rows are apart and never starred"
             + (" (packs share a clock: a packed job's wall time is its pack's)" if effects.packed else ""))
@@ -387,15 +388,23 @@ def comparisons_csv(effects: Effects) -> str:
 
 
 def comparisons_markdown(effects: Effects) -> str:
+    """The quality comparisons as one Markdown table, the compute and timing rows as a second one below it."""
     rows = comparison_rows(effects)
     head = ["setting", "value vs baseline", "metric", "n", "difference [95% CI]", "p (t)", "p (Holm)", "q (BH)", "p (Wilcoxon)", "d_z", "pairs needed", "note"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        star = "*" if r["significant"] == "yes" else ""
-        lines.append(f"| {r['setting']} | {r['value']} vs {r['baseline']} | {r['metric']} | {r['n']} | {r['difference']} [{r['ci_low']}, {r['ci_high']}]{star} "
-                     f"| {r['p']} | {r['p_holm']} | {r['q_bh']} | {r['p_wilcoxon']} | {r['d_z']} | {r['pairs_needed']} | {r['note']} |")
+    text = ""
+    for kind, title in (("quality", ""), ("compute", "Compute and timing (what a run cost, not what its image is: never starred"
+                                                     + ("; packs share a clock" if effects.packed else "") + "):\n\n")):
+        chosen = [r for r in rows if r["kind"] == kind]
+        if not chosen:
+            continue
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in chosen:
+            star = "*" if r["significant"] == "yes" else ""
+            lines.append(f"| {r['setting']} | {r['value']} vs {r['baseline']} | {r['metric']} | {r['n']} | {r['difference']} [{r['ci_low']}, {r['ci_high']}]{star} "
+                         f"| {r['p']} | {r['p_holm']} | {r['q_bh']} | {r['p_wilcoxon']} | {r['d_z']} | {r['pairs_needed']} | {r['note']} |")
+        text += title + "\n".join(lines) + "\n\n"
     dropped = f"; constant in every run, left out: {', '.join(effects.dropped)}" if effects.dropped else ""
-    return "\n".join(lines) + f"\n\n{family_line(effects)}{dropped}.\n"
+    return text + f"{family_line(effects)}{dropped}.\n"
 
 
 def _tex(text: str) -> str:
