@@ -10,7 +10,8 @@ them. This script runs those lines one after another in an empty working folder 
 is this interpreter's ``python -m featviz``), then replaces the README's section between the
 ``<!-- record -->`` markers with what they produced: the report's snapshot grid as
 ``NAME.jpg`` (at most ``--width`` px, so the repository stays small), its first effects
-figures and its Effects table when the report line asks for ``--paper``, the number of runs, each command's wall
+figures and its Effects table when the report line asks for ``--paper``, its metrics table when
+the line picks ``--columns``, the number of runs, each command's wall
 time, this machine's CPU and the 1-minute load average before and after, because on a shared
 machine a time only means something with the load beside it.
 """
@@ -115,9 +116,9 @@ def run_study(name: str, out: Path, work: Path, width: int, is_quick: bool) -> N
         timings.append((words, time.perf_counter() - start))
     load_after = os.getloadavg()[0]
     out.mkdir(parents=True, exist_ok=True)
-    reports = [(work / w[2] / "report", "--paper" in w) for w in lines if len(w) > 2 and w[1] == "report"]
+    reports = [(work / w[2] / "report", "--paper" in w, "--columns" in w) for w in lines if len(w) > 2 and w[1] == "report"]
     record = [BEGIN, ""]
-    for report, paper in reports:
+    for report, paper, columns in reports:
         grid = report / "grid.png"
         if grid.is_file():
             save_picture(Image.open(grid).convert("RGB"), out / f"{name}.jpg", width)
@@ -126,6 +127,8 @@ def run_study(name: str, out: Path, work: Path, width: int, is_quick: bool) -> N
             if re.search(r"_\d+\.png$", plot.name) is None and not plot.name.startswith("effects_differences"):
                 shutil.copyfile(plot, out / f"{name}_{plot.name}")
                 record += [f"![{plot.stem}]({name}_{plot.name})", ""]
+        if columns and (report / "metrics.md").is_file():  # the study chose its columns: the table is the result
+            record += [(report / "metrics.md").read_text().strip(), ""]
         table = report / "paper" / "effects_comparisons.md"
         if table.is_file():
             record += [table.read_text().strip(), ""]
