@@ -25,7 +25,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from featviz.app.config import to_plain
-from featviz.app.pack import JobSpec, Pack, crashed, run_pack_lines
+from featviz.app.pack import JobSpec, Pack, crashed, pack_record, run_pack_lines
 from featviz.errors import ConfigError, FeatvizError, Preempted
 from featviz.rundir import parse_overrides
 
@@ -108,6 +108,23 @@ def balanced(specs: Sequence[JobSpec], cap: int, block_keys: Sequence[str] = BLO
     return sorted(alone + [sorted(p) for p in packs if p])
 
 
+def blocking(packs: Sequence[Pack], block_keys: Sequence[str] = BLOCK_KEYS) -> None:
+    """Record on each of ``packs`` (a sweep's plan) the pack as a blocking factor: its level and how many
+    there are, the replicate keys the plan kept whole (a block's jobs share a pack), and how many of the
+    sweep's arms (combinations of the other swept values) it holds: ``arms_in_pack == arms`` in every
+    pack is a balanced design, where no swept value is confounded with a pack."""
+    specs = [s for p in packs for s in p.specs]
+    swept = _swept(specs)
+
+    def arm(spec: JobSpec) -> tuple[str | None, ...]:
+        return tuple(parse_overrides(spec.overrides).get(k) for k in swept if k not in block_keys)
+
+    arms = len({arm(s) for s in specs})
+    for pack in packs:
+        pack.blocking = {"factor": "pack", "level": pack.id, "levels": len(packs), "replicates": [k for k in swept if k in block_keys],
+                         "arms": arms, "arms_in_pack": len({arm(s) for s in pack.specs})}
+
+
 def plan_packs(specs: Sequence[JobSpec], nums: Sequence[int], limit: Callable[[JobSpec], int]) -> list[Pack]:
     """Group jobs by :func:`pack_key` (networks in sweep order), each group cut into packs of at most
     ``limit(first job)`` images per step by :func:`balanced` (every setting spread over the packs).
@@ -127,6 +144,7 @@ def plan_packs(specs: Sequence[JobSpec], nums: Sequence[int], limit: Callable[[J
                 pack.nums.append(nums[members[j]])
                 pack.images += images_per_step(group[j].config)
             packs.append(pack)
+    blocking(packs)
     return packs
 
 
@@ -250,7 +268,7 @@ def _run_local(pack: Pack) -> list[dict[str, Any] | str]:
     from featviz.app.isolation import JobCrashed, run_isolated
     from featviz.app.shared_model import server_env
 
-    record = {"overrides": pack.specs[0].overrides, "config": first, "pack": pack.info}
+    record = {"overrides": pack.specs[0].overrides, "config": first, **pack_record(pack.info)}
     try:
         return run_isolated(run_pack_lines, (pack.specs, pack.info), pack.specs[0].out_dir, record, server_env(first))
     except JobCrashed as exc:

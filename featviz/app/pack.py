@@ -41,10 +41,13 @@ class Pack:
     specs: list[JobSpec] = field(default_factory=list)
     nums: list[int] = field(default_factory=list)
     images: int = 0  # images per step, all jobs together
+    #: The pack as a blocking factor of the sweep's design (:func:`featviz.app.fused.blocking`); empty: not a fused sweep's pack.
+    blocking: dict[str, Any] = field(default_factory=dict)
 
     @property
     def info(self) -> dict[str, Any]:
-        return {"id": self.id, "size": len(self.specs)}
+        """What a pack's jobs are told of it (it crosses to a child process or a Slurm task): id, size and the design."""
+        return {"id": self.id, "size": len(self.specs), **({"blocking": self.blocking} if self.blocking else {})}
 
 
 @dataclass
@@ -64,7 +67,8 @@ class _Prepared:
 def run_pack(specs: Sequence[JobSpec], pack: dict[str, Any] | None = None) -> list[dict[str, Any] | BaseException]:
     """Render ``specs`` as one pack; each job's final metrics, or the error it failed with.
 
-    ``pack`` (``{"id": ..., "size": ...}``) is recorded in each job's ``result.json``. A job
+    ``pack`` (:attr:`Pack.info`) is recorded in each job's ``result.json``: ``pack: {id, size}`` and,
+    from a fused sweep, ``blocking`` (the pack as a blocking factor: the report pairs within it). A job
     already completed in its folder is skipped (its recorded final metrics are returned); one
     with a checkpoint resumes from it. Jobs whose configs build different networks are
     rendered one network after another. A stop of the whole process (Preempted, Ctrl-C) is
@@ -105,6 +109,15 @@ def run_pack(specs: Sequence[JobSpec], pack: dict[str, Any] | None = None) -> li
     return [o if o is not None else RuntimeError("job never ran") for o in outcomes]
 
 
+def pack_record(info: dict[str, Any]) -> dict[str, Any]:
+    """What ``result.json`` holds of a pack's :attr:`Pack.info`: ``pack: {id, size}`` and, from a fused
+    sweep, ``blocking`` beside it (so ``pack`` reads the same whether or not the sweep recorded a design)."""
+    record: dict[str, Any] = {"pack": {"id": info["id"], "size": info["size"]}}
+    if info.get("blocking"):
+        record["blocking"] = dict(info["blocking"])
+    return record
+
+
 def _prepare(index: int, spec: JobSpec, models: dict[str, Any], pack: dict[str, Any] | None) -> _Prepared | dict[str, Any]:
     """Build one job's parts and callbacks on the pack's network; its final metrics if already completed.
 
@@ -130,7 +143,7 @@ def _prepare(index: int, spec: JobSpec, models: dict[str, Any], pack: dict[str, 
         return dict(resume.completed.get("final") or {})
     extra: dict[str, Any] = {"overrides": spec.overrides, "environment": environment()}
     if pack is not None:
-        extra["pack"] = dict(pack)
+        extra.update(pack_record(pack))
     writer = RunWriter(out_dir, config=container, extra=extra)
     logger_cfg = container.get("logger") or {}
     tracker = None
@@ -227,7 +240,7 @@ def crashed(pack: Pack, why: str) -> list[dict[str, Any] | str]:
     reason = f"pack {pack.id} ({len(pack.specs)} jobs): {why}"
     lines: list[dict[str, Any] | str] = []
     for spec in pack.specs:
-        mark_crashed(spec.out_dir, reason, {"overrides": spec.overrides, "config": spec.config, "pack": pack.info})
+        mark_crashed(spec.out_dir, reason, {"overrides": spec.overrides, "config": spec.config, **pack_record(pack.info)})
         result = read_json(spec.out_dir / RESULT_NAME) or {}
         lines.append(dict(result.get("final") or {}) if result.get("status") == "completed" else reason)
     return lines

@@ -25,24 +25,42 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from featviz.images import save_json
-from featviz.rundir import JobRecord, read_sweep
+from featviz.rundir import RESULT_NAME, JobRecord, read_json, read_sweep
 
 SUMMARY_NAME = "summary.json"
 
 
 def _entry(job: JobRecord) -> dict[str, Any]:
-    """One job's line in the summary: status, overrides, final objective and the error if any."""
+    """One job's line in the summary: status, overrides, final objective, its pack (a fused sweep) and the error if any."""
     entry: dict[str, Any] = {"job": job.job, "overrides": job.overrides, "status": job.status}
     if "objective" in job.final:
         entry["objective"] = job.final["objective"]
+    pack = (read_json(job.folder / RESULT_NAME) or {}).get("pack") or {}
+    if "id" in pack:
+        entry["pack"] = pack["id"]
     if job.error:
         entry["error"] = job.error
     return entry
 
 
+def _top_level(jobs: list[JobRecord]) -> list[JobRecord]:
+    """The sweep's own jobs: a folder inside another job's folder (a search trial's ``unit_<class>/``) is part of that job."""
+    names = {j.job for j in jobs}
+    return [j for j in jobs if j.job != "." and not any("/".join(j.job.split("/")[:i]) in names for i in range(1, j.job.count("/") + 1))]
+
+
+def packs(jobs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each pack's jobs (``{pack id: [job, ...]}``, ids ascending): the sweep's blocking factor; empty when no job was packed."""
+    found: dict[int, list[str]] = {}
+    for job in jobs:
+        if "pack" in job:
+            found.setdefault(int(job["pack"]), []).append(job["job"])
+    return {str(k): found[k] for k in sorted(found)}
+
+
 def summarize(sweep_dir: str | Path) -> dict[str, Any]:
-    """Every job folder under ``sweep_dir`` (one with ``.hydra/`` or ``result.json``), in job order."""
-    jobs = [_entry(job) for job in read_sweep(sweep_dir) if job.job != "."]
+    """Every job folder under ``sweep_dir`` (one with ``.hydra/`` or ``result.json``, not inside another job's), in job order."""
+    jobs = [_entry(job) for job in _top_level(read_sweep(sweep_dir))]
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job["status"]] = counts.get(job["status"], 0) + 1
@@ -50,9 +68,18 @@ def summarize(sweep_dir: str | Path) -> dict[str, Any]:
         "sweep_dir": str(sweep_dir),
         "total": len(jobs),
         "counts": counts,
+        "packs": packs(jobs),
         "not_completed": [j for j in jobs if j["status"] != "completed"],
         "jobs": jobs,
     }
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """``sweep of 24 jobs in 2 packs (12, 12): 24 completed``: the line the sweep ends with (docs quote it)."""
+    total, sizes = summary["total"], [len(v) for v in summary["packs"].values()]
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
+    in_packs = f" in {len(sizes)} pack{'s' * (len(sizes) != 1)} ({', '.join(map(str, sizes))})" if sizes else ""
+    return f"sweep of {total} job{'s' * (total != 1)}{in_packs}: {counts or 'none ran'}"
 
 
 def _distinct(overrides: list[str], jobs: list[dict[str, Any]]) -> list[str]:
@@ -71,8 +98,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         summary = summarize(sweep_dir)
         path = save_json(summary, sweep_dir / SUMMARY_NAME)
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
-        print(f"featviz: sweep of {summary['total']} job{'s' * (summary['total'] != 1)}: {counts or 'none ran'}; summary in {path}")
+        print(f"featviz: {headline(summary)}; summary in {path}")
         for job in summary["not_completed"]:
             which = " ".join(_distinct(job["overrides"], summary["jobs"]))
             print(f"featviz:   job {job['job']} {job['status']} [{which}]: {job.get('error', '')}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """launcher=fused: a sweep's compatible jobs as packs, each job leaving the folder a solo job leaves."""
 
+import csv
 import json
 import os
 import signal
@@ -150,3 +151,32 @@ def test_a_pack_as_a_submitit_task_is_requeued_on_usr2_and_every_job_resumes(fus
     results = [_result(tmp_path / str(j)) for j in range(4)]
     assert all(r["status"] == "completed" and r["resumed_from_step"] >= 3 and r["pack"] == {"id": 0, "size": 4} for r in results)
     assert _pngs(tmp_path, range(4)) == _pngs(sweep, range(4))
+
+
+def test_packs_are_blocks_that_hold_both_arms_and_the_report_pairs_within_them(tmp_path):
+    """tv=0,1 x 6 seeds at 4 images a pack: 3 packs, each holding both tv values (two seeds' pairs),
+    recorded as a blocking factor; the report pairs each seed's arms inside one pack and stars no timing row."""
+    from featviz.app.cli import main as cli_main
+
+    small = [a for a in SMALL if not a.startswith(("steps=", "snapshots=", "++metrics"))]
+    proc = run_cli("-m", *small, "steps=6", "snapshots=[6]", "metrics.views=0", "metrics.eval_model=null", "hydra.launcher.max_images=4",
+                   "regularizer.tv=0,1", "seed=0,1,2,3,4,5", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sweep of 12 jobs in 3 packs (4, 4, 4): 12 completed" in proc.stdout
+    results = [_result(tmp_path / str(j)) for j in range(12)]
+    by_pack: dict[int, set[tuple[str, str]]] = {}
+    for r in results:
+        tv, seed = (o.split("=")[1] for o in r["overrides"] if o.startswith(("regularizer.tv=", "seed=")))
+        by_pack.setdefault(r["pack"]["id"], set()).add((tv, seed))
+        assert r["blocking"] == {"factor": "pack", "level": r["pack"]["id"], "levels": 3, "replicates": ["seed"], "arms": 2, "arms_in_pack": 2}
+    assert sorted(by_pack) == [0, 1, 2] and all({tv for tv, _ in arms} == {"0", "1"} for arms in by_pack.values())
+    assert all({s for tv, s in arms if tv == "0"} == {s for tv, s in arms if tv == "1"} for arms in by_pack.values())  # a seed's arms share its pack
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["packs"] == {str(p): [str(j) for j in range(12) if results[j]["pack"]["id"] == p] for p in range(3)}
+    assert cli_main(["report", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "report" / "effects_comparisons.csv").open()))
+    assert rows and all(r["n"] == "6" and r["pairs_in_pack"] == "6" and "confounded" not in r["note"] for r in rows)
+    timing = [r for r in rows if r["metric"] in ("wall_time_s", "steps_per_s")]
+    assert timing and all(r["kind"] == "compute" and r["significant"] == "no" and "packs share a clock" in r["note"] for r in timing)
+    assert any(r["metric"] == "tv" and r["significant"] == "yes" for r in rows)  # the quality effect is still found
+

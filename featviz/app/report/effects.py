@@ -345,6 +345,8 @@ def comparison_rows(effects: Effects) -> list[dict[str, str]]:
             note = "; ".join(filter(None, ["compute: not starred" + ("; packs share a clock" if effects.packed else ""), note]))
         if c.confounded:
             note = "; ".join(filter(None, [note, "the two values ran in different packs: confounded with the pack"]))
+        elif effects.packed and c.pairs_in_pack < d.n:
+            note = "; ".join(filter(None, [note, f"{d.n - c.pairs_in_pack} of {d.n} pairs cross packs"]))
         rows.append({
             "setting": c.key, "value": c.value, "baseline": c.baseline, "metric": c.metric, "kind": "compute" if c.compute else "quality",
             "n": str(d.n), "difference": fmt(d.mean), "ci_low": fmt(d.low), "ci_high": fmt(d.high), "p": _p(r.p_value),
