@@ -215,3 +215,24 @@ def test_digits_follow_the_spread() -> None:
     assert fmt(-2.0) == "-2" and fmt(-1.9996) == "-2.00" and fmt(0.5) == "0.500"
     # Whatever the scorecard adds to result.json shows up, in DEFAULT_COLUMNS order.
     assert default_columns(["tv", "plausibility/b", "plausibility/a", "objective", "other"]) == ["objective", "plausibility/a", "plausibility/b", "tv"]
+
+
+def test_curves_are_coloured_and_labelled_by_the_swept_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """24 runs of 4 settings x 6 seeds: 4 colours, each one legend entry naming its setting; 24 settings: 24 distinct colours."""
+    from matplotlib.axes import Axes
+
+    from featviz.app.report.plots import colours, overlay
+
+    assert len(set(colours(24))) == 24 and len(set(colours(12))) == 12
+    drawn: list[tuple[str | None, tuple]] = []
+    plot = Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn.append((kwargs.get("label"), kwargs.get("color")))
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    runs = [(f"tv={tv},seed={s}", f"tv={tv}", {"objective": [(0, 0.0), (1, float(tv) + s)]}) for tv in range(4) for s in range(6)]
+    assert overlay({"sweep": runs}, tmp_path / "curves.png", "tv") is not None
+    assert len(drawn) == 24 and len({c for _, c in drawn}) == 4
+    assert [label for label, _ in drawn if label] == [f"tv={tv} (6 runs)" for tv in range(4)]

@@ -4,15 +4,20 @@ A sweep is run to support a claim about a setting, so for each swept key that is
 (not a replicate: seed, unit, class) this gives:
 
 * every metric against the key's values, averaged over everything else the sweep varies,
-  with a bootstrap 95 % interval (:func:`featviz.stats.mean_ci`): a line with an error band for
-  numbers (log x when the values span two decades or more), points with error bars otherwise;
+  with its Student-t 95 % interval (:func:`featviz.stats.mean_ci`): a line with an error band
+  for numbers (log x when the values span two decades or more), points with error bars otherwise;
 * each value against the key's first value (its baseline: the smallest number, e.g. weight 0),
   *paired* over the runs that agree on every other swept key (the same seed, unit, class and
-  other settings): the mean difference, its interval, the Wilcoxon signed-rank p, Cohen's d_z,
-  n, the pairs this spread would need, and a note when n cannot tell (:func:`featviz.stats.paired`);
-* a heatmap of each metric over the first two settings, when a sweep varies two or more;
-* quality at equal compute: each metric against the forward passes a run made
-  (steps x views per image x images), so a pipeline with crops or more steps is compared at its cost.
+  other settings): the mean difference with the paired t-test's interval and p, the Holm and
+  Benjamini-Hochberg adjustments over the table's quality rows, the signed-rank p beside it,
+  Cohen's d_z, n and the pairs needed (:mod:`featviz.stats`), and the pairs that shared a pack
+  (a fused sweep records the pack as a blocking factor; values in disjoint packs are confounded);
+* compute and timing metrics (:func:`is_compute`) apart: never starred, not in the correction's
+  family (a packed job's wall time is its pack's clock); metrics constant in every run dropped
+  and named;
+* each pair's difference (the paired-difference plot), and a heatmap of each metric over the
+  first two settings when a sweep varies two or more;
+* quality at equal compute, when the forward passes (steps x views per image x images) differ.
 
 Figures are PNG (and PDF + SVG for a paper), tables CSV, Markdown and LaTeX (booktabs).
 """
@@ -20,6 +25,7 @@ Figures are PNG (and PDF + SVG for a paper), tables CSV, Markdown and LaTeX (boo
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 import math
@@ -44,8 +50,6 @@ COMPUTE_METRICS = ("wall_time_s", "steps_per_s", "images_per_s", "forward_passes
 
 def is_compute(metric: str) -> bool:
     """A compute or timing metric (:data:`COMPUTE_METRICS`): a property of the run's cost (and, in a pack, the pack's clock), not of its image."""
-    import fnmatch
-
     return any(fnmatch.fnmatch(metric, p) for p in COMPUTE_METRICS)
 
 
