@@ -29,7 +29,7 @@ import fnmatch
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,10 +309,10 @@ def plot_heatmaps(effects: Effects, path: Path, vector: tuple[str, ...] = (), me
     return save_figure(fig, path, vector)
 
 
-def plot_compute(effects: Effects, path: Path, vector: tuple[str, ...] = ()) -> Path | None:
-    """Quality at equal compute: each run's metric against its forward passes, coloured by the first setting;
-    None when every run made the same forward passes (the plot would be one column of dots)."""
-    metrics = effects.quality[:PANELS_MAX]
+def plot_compute(effects: Effects, path: Path, vector: tuple[str, ...] = (), metrics: Sequence[str] | None = None) -> Path | None:
+    """Quality at equal compute: each run's metric (default: the first page) against its forward passes, coloured by
+    the first setting; None when every run made the same forward passes (the plot would be one column of dots)."""
+    metrics = list(metrics if metrics is not None else effects.quality[:PANELS_MAX])
     if not metrics or COMPUTE not in effects.metrics:
         return None
     key = effects.factors[0]
@@ -466,24 +466,26 @@ def write(effects: Effects, out: Path, vector: tuple[str, ...] = ()) -> Written:
     from featviz.images import atomic_write_bytes
 
     figures: list[tuple[str, str]] = []
-    for key in effects.factors:
-        stem = "effects_" + key.replace("/", "_").replace(".", "_")
-        metric_pages = pages(effects.metrics)
-        for i, chunk in enumerate(metric_pages):
+
+    def paged(stem: str, metrics: Sequence[str], caption: str, plot: Callable[[Path, list[str]], Path | None]) -> None:
+        """One figure per page of ``metrics``, its caption saying which page of how many."""
+        chunks = pages(metrics)
+        for i, chunk in enumerate(chunks):
             name = _page_name(stem, i)
-            plot_key(effects, key, out / name, vector, chunk)
-            part = f" ({i + 1} of {len(metric_pages)})" if len(metric_pages) > 1 else ""
-            figures.append((f"{key}: every metric against its values (mean, 95% t interval){part}", name))
-        for i, chunk in enumerate(pages(effects.quality)):
-            name = _page_name(stem.replace("effects_", "effects_differences_", 1), i)
-            if plot_differences(effects, key, out / name, vector, chunk):
-                figures.append((f"{key}: paired differences against {effects.values[key][0]}, with the mean and its 95% interval", name))
-    for i, chunk in enumerate(pages(effects.metrics) if len(effects.factors) >= 2 else []):
-        name = _page_name("effects_heatmap", i)
-        plot_heatmaps(effects, out / name, vector, chunk)
-        figures.append((f"{effects.factors[0]} x {effects.factors[1]}: mean of each metric", name))
-    if plot_compute(effects, out / "effects_compute.png", vector):
-        figures.append(("quality at equal compute: each metric against forward passes", "effects_compute.png"))
+            if plot(out / name, chunk):
+                figures.append((caption + (f" ({i + 1} of {len(chunks)})" if len(chunks) > 1 else ""), name))
+
+    for key in effects.factors:
+        stem = key.replace("/", "_").replace(".", "_")
+        paged(f"effects_{stem}", effects.metrics, f"{key}: every metric against its values (mean, 95% t interval)",
+              lambda path, chunk, key=key: plot_key(effects, key, path, vector, chunk))
+        paged(f"effects_differences_{stem}", effects.quality, f"{key}: paired differences against {effects.values[key][0]}, with the mean and its 95% interval",
+              lambda path, chunk, key=key: plot_differences(effects, key, path, vector, chunk))
+    if len(effects.factors) >= 2:
+        paged("effects_heatmap", effects.metrics, f"{effects.factors[0]} x {effects.factors[1]}: mean of each metric",
+              lambda path, chunk: plot_heatmaps(effects, path, vector, chunk))
+    paged("effects_compute", effects.quality, "quality at equal compute: each metric against forward passes",
+          lambda path, chunk: plot_compute(effects, path, vector, chunk))
     tables = {"effects_arms.csv": arms_csv(effects), "effects_comparisons.csv": comparisons_csv(effects),
               "effects_comparisons.md": comparisons_markdown(effects), "effects_comparisons.tex": comparisons_latex(effects)}
     for name, text in tables.items():
