@@ -181,3 +181,23 @@ def test_every_metric_gets_a_panel_over_several_figures(tmp_path):
     assert len(effects.metrics) == 11
     names = [n for _, n in E.write(effects, tmp_path).figures]
     assert {"effects_regularizer_tv.png", "effects_regularizer_tv_2.png", "effects_differences_regularizer_tv_2.png"} <= set(names)
+
+
+@pytest.mark.parametrize("layout", ["by_setting", "by_seed"])
+def test_a_setting_run_in_its_own_pack_is_flagged_confounded_and_never_starred(tmp_path, layout):
+    """Packs cut in job order (tv=0 in pack 0, tv=1 in pack 1) confound the setting with the pack; packs of
+    seeds (each holding both arms) pair every seed inside one pack."""
+    folder = tmp_path / "sweep"
+    for job, (v, s) in enumerate((v, s) for v in ("0", "1") for s in range(6)):
+        path = folder / str(job)
+        path.mkdir(parents=True)
+        pack = int(v) if layout == "by_setting" else s // 3
+        path.joinpath("result.json").write_text(json.dumps({"status": "completed", "overrides": [f"regularizer.tv={v}", f"seed={s}"],
+                                                            "pack": {"id": pack, "size": 6}, "final": {"hf_share": 0.5 - 0.1 * float(v) + 0.01 * s * s + 0.003 * ((job * 7) % 5)}}))
+    effects = E.compute(load_runs(folder))
+    (comp,) = effects.comparisons
+    row = E.comparison_rows(effects)[0]
+    if layout == "by_setting":
+        assert comp.confounded and not comp.significant and comp.pairs_in_pack == 0 and "confounded with the pack" in row["note"]
+    else:
+        assert not comp.confounded and comp.significant and comp.pairs_in_pack == 6 and row["pairs_in_pack"] == "6"
