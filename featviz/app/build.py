@@ -142,11 +142,13 @@ def instantiate_module(spec: Any, key: str) -> nn.Module:
 def model_from_config(cfg: Mapping[str, Any], device: str | torch.device = "cpu") -> FeatureModel:
     """The ``model`` group: a registry network, or ``net._target_`` for any module."""
     cfg = _typed(schemas.ModelConfig, cfg, "model")
+    if cfg["name"] in ("timm", "open_clip") and not cfg["arch"]:
+        raise ConfigError(f"model={cfg['name']} needs its architecture: model.arch=NAME (docs/models.md)")
     if cfg["name"] == "custom" and cfg["net"] is None:
         raise ConfigError("model=custom needs its module: model.net='{_target_: my_lab.nets.MyNet, ...its arguments}' (docs/models.md)")
     net = instantiate_module(cfg["net"], "model.net") if cfg["net"] is not None else None
     sizes = {"input_size": cfg["input_size"], "in_channels": cfg["in_channels"], "mean": cfg["mean"], "std": cfg["std"]}
-    return build_model(name=cfg["name"], weights=cfg["weights"], net=net, device=device, **sizes)
+    return build_model(name=cfg["name"], weights=cfg["weights"], net=net, device=device, arch=cfg["arch"], **sizes)
 
 
 def param_from_config(cfg: Mapping[str, Any], batch: int, generator: torch.Generator, channels: int = 3) -> ImageParam:
@@ -353,7 +355,7 @@ def build_run(cfg: Mapping[str, Any], model: FeatureModel | None = None) -> RunP
     device = resolve_device(cfg["device"])
     generator = torch.Generator().manual_seed(cfg["seed"])
     model = model_from_config(cfg["model"], device) if model is None else model.to(device)
-    objective = build_objective(**cfg["objective"])
+    objective = build_objective(**cfg["objective"], encode_text=model.text_encoder)
     pcfg = cfg["param"]
     param = param_from_config(pcfg, batch, generator, model.in_channels)
     perf = perf_from_config(cfg["perf"])

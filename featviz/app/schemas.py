@@ -42,7 +42,8 @@ class ModelConfig:
     """``model=NAME``: a registry network, or any ``nn.Module`` through ``net._target_``."""
 
     name: str = "efficientnet_lite0"
-    weights: Optional[str] = "imagenet"  # imagenet | none | path to a state_dict
+    arch: Optional[str] = None  # model=timm | open_clip: that library's architecture (resnet18, ViT-B-32)
+    weights: Optional[str] = "imagenet"  # imagenet | none | path to a state_dict (open_clip: a pretrained tag)
     input_size: Optional[int] = None  # null = the weights' own (torchvision metadata), a ViT's image_size, else 224
     net: Optional[Any] = None  # {_target_: importable.Class, ...arguments} for model=custom
     in_channels: Optional[int] = None  # null = read from the network's stem convolution
@@ -121,6 +122,13 @@ class InterpolateObjective(ObjectiveConfig):
 
 
 @dataclass
+class ClipTextObjective(ObjectiveConfig):
+    kind: str = "clip_text"
+    text: Any = "a photo of a dog"  # a prompt, or a list of prompts (one image each: batch = their count)
+    layer: str = "embedding"  # the open_clip image tower's output
+
+
+@dataclass
 class SumObjective(ObjectiveConfig):
     kind: str = "sum"
     terms: List[Dict[str, Any]] = field(default_factory=list)
@@ -137,6 +145,7 @@ OBJECTIVE_SCHEMAS: dict[str, type[ObjectiveConfig]] = {
     "random_direction": RandomDirectionObjective,
     "token": TokenObjective,
     "interpolate": InterpolateObjective,
+    "clip_text": ClipTextObjective,
     "sum": SumObjective,
 }
 

@@ -21,6 +21,7 @@ fusion, the allocator setting, ``torch.compile``, bf16 autocast) without renamin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -60,6 +61,13 @@ class FeatureModel(nn.Module):
         name: a label for logs and errors.
         in_channels: channels of the network's input; None reads them from its first
             module with ``in_channels`` (the stem convolution), else 3.
+        token_prefix: tokens before the patch grid in every token layer, when the network
+            says (timm's ``num_prefix_tokens``: class, distillation, register tokens); None
+            finds it from each layer's shape, which a small grid can leave ambiguous.
+
+    ``text_encoder`` is set by the CLIP builders: ``prompts -> [P, D]`` unit text embeddings
+    in the space of the image embedding, computed by a text tower that is built, run and
+    freed on each call (the model never holds it).
     """
 
     def __init__(
@@ -71,6 +79,7 @@ class FeatureModel(nn.Module):
         name: str = "model",
         num_classes: int | None = None,
         in_channels: int | None = None,
+        token_prefix: int | None = None,
     ) -> None:
         super().__init__()
         self.net = net.eval()
@@ -84,6 +93,8 @@ class FeatureModel(nn.Module):
         self.num_classes = num_classes
         self._modules_by_name = {n: m for n, m in self.net.named_modules() if n}
         self._layouts: dict[str, Layout] = {}
+        self.token_prefix = token_prefix
+        self.text_encoder: Callable[[Sequence[str]], torch.Tensor] | None = None
         # Set by optimize(): convolutions that now return their folded BatchNorm's output.
         self.folded: dict[str, FoldedPair] = {}
         self._fold_done = False
@@ -266,6 +277,8 @@ class FeatureModel(nn.Module):
             if name in self._layouts or not torch.is_tensor(act):
                 continue
             found = infer(tuple(act.shape[1:]), input_hw)
+            if found is not None and found.kind == "tokens" and self.token_prefix is not None:
+                found = Layout("tokens", self.token_prefix) if _square(act.shape[1] - self.token_prefix) else found
             if found is None:
                 unsure.append(name)
             else:
@@ -316,6 +329,11 @@ class FeatureModel(nn.Module):
                 raise ImageSizeError(f"layer {name!r} has empty output for a {h}x{w} input; use a larger image")
             shapes[name] = chw
         return LayerMap(shapes, layouts)
+
+
+def _square(n: int) -> bool:
+    """Whether ``n`` patches fill a square grid (a token layer with the network's prefix)."""
+    return n > 0 and math.isqrt(n) ** 2 == n
 
 
 def stem_channels(net: nn.Module) -> int | None:

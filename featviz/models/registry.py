@@ -60,13 +60,17 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+#: Model names whose architecture is ``arch``, built by another library (featviz/models/timm_zoo.py, open_clip_zoo.py).
+ZOOS = ("timm", "open_clip")
+
+
 def available_models() -> list[str]:
-    return [*_EMBEDDED, *torchvision_names()]
+    return [*_EMBEDDED, *torchvision_names(), *ZOOS]
 
 
 def check_model_name(name: str, key: str = "model.name") -> None:
     """Raise :class:`UnknownModelError` (naming ``key`` and the closest names) unless ``name`` is a registry model."""
-    if name in _EMBEDDED or name in torchvision_names():
+    if name in _EMBEDDED or name in ZOOS or name in torchvision_names():
         return
     hint = ", ".join(closest(name, available_models())) or "efficientnet_lite0, googlenet, resnet50"
     raise UnknownModelError(f"unknown model {name!r} ({key}); closest: {hint}")
@@ -166,6 +170,7 @@ def build_model(
     net: nn.Module | None = None,
     device: str | torch.device = "cpu",
     in_channels: int | None = None,
+    arch: str | None = None,
 ) -> FeatureModel:
     """Build a frozen :class:`FeatureModel`.
 
@@ -179,11 +184,18 @@ def build_model(
         mean, std: input normalization; None takes the torchvision weights' own, else
             ImageNet's for a 3-channel network and none (0 and 1) for any other.
         in_channels: the network's input channels; None reads them from its stem.
+        arch: with ``name`` ``timm`` or ``open_clip``, that library's architecture name.
 
     A ViT's side is its ``image_size`` (the only one it takes); otherwise ``input_size``
     None takes the torchvision weights' crop size.
     """
     weights = None if weights in (None, "none", "None", "") else str(weights)
+    if net is None and name in ZOOS:
+        from featviz.models.open_clip_zoo import build_open_clip
+        from featviz.models.timm_zoo import build_timm
+
+        build = build_timm if name == "timm" else build_open_clip
+        return build(arch, weights, input_size, mean, std, device)
     if net is None:
         if name in _EMBEDDED:
             net = _EMBEDDED[name](weights == "imagenet")

@@ -26,6 +26,7 @@ from featviz.objectives.batch import (
     Interpolate,
     StyleDiversity,
 )
+from featviz.objectives.clip_text import ClipText, TextEncoder, clip_text
 from featviz.objectives.directions import Direction, RandomDirection, parse_units
 from featviz.objectives.units import (
     Channel,
@@ -43,9 +44,9 @@ from featviz.objectives.units import (
 )
 
 __all__ = [
-    "Acts", "Alignment", "Channel", "ClassLogit", "ClassProb", "DeepDream", "Direction", "GramDiversity", "Interpolate",
+    "Acts", "Alignment", "Channel", "ClipText", "ClassLogit", "ClassProb", "DeepDream", "Direction", "GramDiversity", "Interpolate",
     "LayerObjective", "Neuron", "OBJECTIVES", "Objective", "Offset", "OnBatch", "RandomDirection", "Scaled", "Shapes",
-    "StyleDiversity", "Sum", "Token", "build_objective", "channel", "class_logit", "class_prob", "deepdream", "neuron", "token",
+    "StyleDiversity", "Sum", "TextEncoder", "Token", "build_objective", "channel", "class_logit", "class_prob", "clip_text", "deepdream", "neuron", "token",
 ]
 
 
@@ -69,11 +70,13 @@ def random_direction_from_config(layer: str, seed: int = 0, cossim_pow: float = 
     return RandomDirection(layer, int(seed), float(cossim_pow))
 
 
-def interpolate_from_config(a: Mapping[str, object] | None = None, b: Mapping[str, object] | None = None, **_: object) -> Interpolate:
+def interpolate_from_config(
+    a: Mapping[str, object] | None = None, b: Mapping[str, object] | None = None, encode_text: TextEncoder | None = None, **_: object
+) -> Interpolate:
     """``objective=interpolate``: ``a`` and ``b`` are objective mappings of any kind."""
     if not isinstance(a, Mapping) or not isinstance(b, Mapping):
         raise ConfigError("objective=interpolate needs objective.a and objective.b, each an objective like {kind: channel, layer: ..., unit: ...}")
-    return Interpolate(build_objective(**dict(a)), build_objective(**dict(b)))  # type: ignore[arg-type]
+    return Interpolate(build_objective(**dict(a), encode_text=encode_text), build_objective(**dict(b), encode_text=encode_text))  # type: ignore[arg-type]
 
 
 def _apply_modifiers(obj: Objective, negate: bool, batch: int | None, weight: float) -> Objective:
@@ -97,6 +100,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "direction": direction_from_config,
     "random_direction": random_direction_from_config,
     "interpolate": interpolate_from_config,
+    "clip_text": lambda text, layer="embedding", encode_text=None, **_: clip_text(encode_text, text, layer),
 }
 
 
@@ -106,6 +110,7 @@ def build_objective(
     batch: int | None = None,
     weight: float = 1.0,
     terms: Sequence[Mapping[str, object]] | None = None,
+    encode_text: TextEncoder | None = None,
     **kwargs: object,
 ) -> Objective:
     """Build an objective from config values.
@@ -113,16 +118,17 @@ def build_objective(
     ``kind`` is one of :data:`OBJECTIVES` or ``sum``, whose ``terms`` are each a mapping of
     the same form (so a config can say "unit 3 on image 0 plus unit 4 on image 1").
     ``negate`` minimizes instead, ``batch`` restricts to one image, ``weight`` scales.
+    ``encode_text`` (a CLIP model's ``text_encoder``) embeds the prompts of ``clip_text`` terms.
     """
     if kind == "sum":
         if not terms:
             raise ConfigError("objective kind 'sum' needs a non-empty 'terms' list")
-        obj: Objective = Sum([build_objective(**dict(t)) for t in terms])  # type: ignore[arg-type]
+        obj: Objective = Sum([build_objective(**dict(t), encode_text=encode_text) for t in terms])  # type: ignore[arg-type]
     else:
         if kind not in OBJECTIVES:
             raise ConfigError(f"unknown objective kind {kind!r}; use one of {sorted([*OBJECTIVES, 'sum'])}")
         try:
-            obj = OBJECTIVES[kind](**kwargs)
+            obj = OBJECTIVES[kind](**kwargs, encode_text=encode_text)
         except TypeError as exc:
             raise ConfigError(f"objective {kind!r}: {exc}; see conf/objective/{kind}.yaml for its fields") from exc
     return _apply_modifiers(obj, bool(negate), batch, float(weight))
