@@ -1,0 +1,69 @@
+"""The command line on timm and open_clip networks (random init, 32-64 px, a few steps):
+`featviz layers`, the one-line weights and package errors (exit 2), a fused sweep, the microscope."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from featviz.app.commands.layers import layer_table
+
+pytest.importorskip("timm")
+pytest.importorskip("open_clip")
+
+R18 = ["model=timm", "model.arch=resnet18", "model.weights=none"]
+QUICK = ["logger=none", "progress=false", "++metrics.enabled=false", "param.size=32", "threads=1"]
+
+
+def test_featviz_layers_lists_each_network() -> None:
+    proc = run_cli("layers", *R18)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "layer1.0.conv1" in proc.stdout and "logits" in proc.stdout
+    expected = {
+        ("model.arch=vit_small_patch16_224", "model.input_size=64"): ("blocks.11", "384x4x4", "tokens 1+4x4"),
+        ("model.arch=vit_small_patch14_reg4_dinov2", "model.input_size=56"): ("blocks.11", "384x4x4", "tokens 5+4x4"),
+        ("model.arch=convnext_atto",): ("stages.3", "320x7x7", "nchw"),
+    }
+    for overrides, (layer, shape, layout) in expected.items():
+        rows = {r[0]: r for r in layer_table(["model=timm", "model.weights=none", *overrides])}
+        assert rows[layer][2:] == (shape, layout), rows[layer]
+    rows = {r[0]: r for r in layer_table(["model=open_clip", "model.weights=none", "model.input_size=64"])}
+    assert rows["embedding"][2:] == ("512", "vector") and rows["transformer.resblocks.11"][3] == "tokens 1+2x2"
+
+
+def test_pretrained_weights_offline_are_one_line_and_exit_2(tmp_path) -> None:
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub")}
+    for model in (["model=timm", "model.arch=resnet18", "model.weights=imagenet"], ["model=open_clip", "model.weights=openai"]):
+        proc = run_cli(*model, *QUICK, "steps=1", f"hydra.run.dir={tmp_path / 'run'}", env=env)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert lines[-1].startswith("featviz: error:") and "model.weights=/path/" in lines[-1] and str(tmp_path / "hub") in lines[-1]
+
+
+def test_a_missing_package_names_its_extra(tmp_path) -> None:
+    blocked = tmp_path / "blocked" / "timm"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('not installed')\n")
+    proc = run_cli("layers", *R18, env={"PYTHONPATH": str(tmp_path / "blocked")})
+    assert proc.returncode == 2 and "pip install 'featviz[timm]'" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+
+
+def test_a_fused_sweep_over_a_timm_network_is_one_pack(tmp_path) -> None:
+    proc = run_cli("-m", *R18, *QUICK, "launcher=fused", "objective=channel", "objective.layer=layer2", "objective.unit=1,2",
+                   "seed=0,1", "steps=3", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["counts"] == {"completed": 4}, summary
+    results = [json.loads((tmp_path / str(j) / "result.json").read_text()) for j in range(4)]
+    assert {(r["pack"]["id"], r["pack"]["size"]) for r in results} == {(results[0]["pack"]["id"], 4)}  # one pack of the 4 jobs
+
+
+def test_the_microscope_on_a_timm_layer(tmp_path) -> None:
+    proc = run_cli("microscope", *R18, *QUICK, "steps=3", "transforms.resize=false", "microscope.layers=[layer1]",
+                   "microscope.units=[0,1,2,3]", "microscope.batch=2", "metrics.views=2", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = sorted(p.stem for p in (tmp_path / "0" / "microscope" / "layer1").glob("*.json"))
+    assert saved == ["0", "1", "2", "3"], saved
+    assert (tmp_path / "site" / "layers" / "layer1" / "index.html").is_file()
