@@ -33,8 +33,8 @@ from featviz.render import render as render_loop
 from featviz.transforms import Transform, build_transforms
 
 DEFAULT_MODEL = "efficientnet_lite0"
-# conf/transforms/standard.yaml: the article's robustness stack, then the resize to the network's side.
-STANDARD = {"pad": 12, "jitter": 8, "scale": (0.9, 1.1), "rotate": 10.0, "jitter_after": 4}
+# conf/transforms/standard.yaml to the letter (pad_mode included: the pad's default, reflect, gave other bytes than the command line), then the resize to the network's side.
+STANDARD = {"pad": 12, "pad_mode": "constant", "jitter": 8, "scale": (0.9, 1.1), "rotate": 10.0, "jitter_after": 4}
 SIZE = 128
 STEPS = 256
 
