@@ -1,4 +1,4 @@
-"""What the timm and open_clip builders share: the optional package, the offline hub, weight files.
+"""What the timm and open_clip builders share: the optional package and the offline hub.
 
 Both read pretrained weights from the local Hugging Face cache only: a render must never
 wait on (or fail for) the network, and a lab's cluster nodes often have none.
@@ -13,10 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import torch
-
-from featviz.errors import ConfigError, WeightsError
-from featviz.models.registry import load_state_dict_file
+from featviz.errors import ConfigError
 
 
 def require(package: str, extra: str, model: str) -> ModuleType:
@@ -53,18 +50,3 @@ def hub_folder(repo_id: str) -> Path:
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
-
-
-def load_weights_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` (no code can run) or a torch file (``weights_only=True``)."""
-    p = Path(path).expanduser()
-    if p.suffix != ".safetensors":
-        return load_state_dict_file(p)
-    if not p.is_file():
-        raise WeightsError(f"weights file {str(p)!r} does not exist; pass model.weights=/path/to/file (.safetensors, .pth, .bin)")
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(p), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise WeightsError(f"weights file {str(p)!r} is not a readable safetensors file ({type(exc).__name__})") from exc

@@ -18,8 +18,8 @@ from torch import nn
 
 from featviz.errors import UnknownModelError, WeightsError, closest
 from featviz.models.feature_model import IMAGENET_MEAN, IMAGENET_STD, FeatureModel
-from featviz.models.hub import hub_folder, hub_offline, load_weights_file, require
-from featviz.models.registry import load_weights_into
+from featviz.models.hub import hub_folder, hub_offline, require
+from featviz.models.weights import load_weights_file, load_weights_into
 
 
 def _timm() -> Any:
