@@ -15,6 +15,11 @@ from typing import Any, TextIO
 from featviz.callbacks import ClosingCallback, RenderContext, StepRecord
 
 
+#: What the bar's number is: the objective averaged over the transformed views the network saw
+#: (the run's ``objective``), not the untransformed image's (``objective_clean``).
+VIEWS_LABEL = "objective (views)"
+
+
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (where stderr is not a terminal but shows a bar fine)."""
     shell = sys.modules.get("IPython")
@@ -80,19 +85,26 @@ class ProgressBar(ClosingCallback):
         self._bar = bar_class(total=ctx.steps, initial=ctx.start_step, desc=self.desc, unit="step", **kwargs)
 
     def on_step(self, ctx: RenderContext, record: StepRecord) -> None:
+        """Shows the views' objective of the image at ``record.step``; the last step's is the
+        run's final objective, so the bar's last number is the one the run ends with."""
         self._objective = record.metrics["objective"]
         if self._bar is not None:
-            self._bar.set_postfix(objective=f"{self._objective:.4g}", refresh=False)
+            self._bar.set_postfix({VIEWS_LABEL: f"{self._objective:.4g}"}, refresh=record.step == ctx.steps)
+        elif self._plain and record.step == ctx.steps and record.step > self._first:
+            self._print(ctx, record.step)
 
     def on_after_update(self, ctx: RenderContext, step: int) -> None:
         if self._bar is not None:
             self._bar.update(1)
-        elif self._plain and ((step >= self._next and time.perf_counter() - self._last >= self.min_gap_s) or step == ctx.steps):
-            now = time.perf_counter()
-            rate = (step - self._first) / (now - self._start) if now > self._start else float("nan")
-            print(f"{self.desc}: step {step}/{ctx.steps} ({100 * step // ctx.steps} %), objective {self._objective:.4g}, {rate:.3g} steps/s",
-                  file=self.stream or sys.stderr, flush=True)
-            self._next, self._last = step + max(1, ctx.steps // self.lines), now
+        elif self._plain and step < ctx.steps and step >= self._next and time.perf_counter() - self._last >= self.min_gap_s:
+            self._print(ctx, step)
+
+    def _print(self, ctx: RenderContext, step: int) -> None:
+        now = time.perf_counter()
+        rate = (step - self._first) / (now - self._start) if now > self._start else float("nan")
+        print(f"{self.desc}: step {step}/{ctx.steps} ({100 * step // ctx.steps} %), {VIEWS_LABEL} {self._objective:.4g}, {rate:.3g} steps/s",
+              file=self.stream or sys.stderr, flush=True)
+        self._next, self._last = step + max(1, ctx.steps // self.lines), now
 
     def close(self) -> None:
         if self._bar is not None:

@@ -186,6 +186,18 @@ def process_start(pid: int) -> str | None:
     return None if fields[0] == "Z" else f"{boot}/{fields[19]}"
 
 
+def runs_featviz(pid: int) -> bool | None:
+    """Whether process ``pid``'s command line names featviz (``python -m featviz``, the
+    ``featviz`` script, a job's child); None where there is no ``/proc`` to read it from."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return None if not Path("/proc/self/cmdline").exists() else False
+    except OSError:
+        return None
+    return any(b"featviz" in arg for arg in argv)
+
+
 def _holder(text: str) -> tuple[str, int, str | None] | None:
     """``(host, pid, start id)`` from a lock file's text (``host pid`` from older versions), None if it is not a lock."""
     try:
@@ -201,7 +213,9 @@ class RunLock:
 
     The lock file holds the holder's host, pid and start id (:func:`process_start`). It is
     stale, and taken over, when it is empty or unreadable (a full disk), when that pid is
-    gone, or when the pid now belongs to a process that started later (pids are reused). A
+    gone, when the pid now belongs to a process that started later (pids are reused), or,
+    for a lock without a start id (older featviz), when the live pid's command line is not
+    a featviz run (:func:`runs_featviz`). A
     lock of another host (a shared file system) is trusted. The file is complete the moment
     it exists: it is written under another name and hard-linked into place.
     """
@@ -221,7 +235,13 @@ class RunLock:
         if host != socket.gethostname():
             return False
         now = process_start(pid)
-        return now is None or (started is not None and now != "" and now != started)
+        if now is None:
+            return True
+        if started is not None and now != "":
+            return now != started  # the start time proves it is the very process that wrote the lock
+        # A lock of an older featviz (no start id): a live pid proves nothing (pids are reused),
+        # so the holder must be a featviz process by its command line.
+        return runs_featviz(pid) is False
 
     def _refuse(self) -> None:
         from featviz.errors import OutputError

@@ -97,6 +97,18 @@ def preflight(cfg: DictConfig, out_dir: Path) -> None:
         raise
 
 
+def final_line(final: dict[str, Any] | None) -> str:
+    """The run's end in words, each number named: the objective on the last step's transformed
+    views (what the progress bar shows) and on the untransformed image (``final.png``)."""
+    final = final or {}
+    if "objective" not in final:
+        return "done"
+    views = f"last step's views {final['objective']:.4g}"
+    if "objective_clean" not in final:
+        return f"final objective {final['objective']:.4g} ({views})"
+    return f"final objective {final['objective_clean']:.4g} (untransformed image; {views})"
+
+
 @hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     """Render one job of the composed config (``python -m featviz [overrides]``)."""
@@ -135,5 +147,5 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
             raise
         print(f"featviz: error: {job}{type(exc).__name__}: {one_line(str(exc))} (traceback in {out_dir / 'result.json'}); the sweep goes on", file=sys.stderr)
         return None
-    print(f"featviz: images in {out_dir} (final.png, snapshots/, metrics.jsonl, result.json)")
+    print(f"featviz: {final_line(final)}; images in {out_dir} (final.png, snapshots/, metrics.jsonl, result.json)")
     return final

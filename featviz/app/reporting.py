@@ -10,9 +10,12 @@ is cut to one plain line (:func:`one_line`). Exit code 2 is a usage error, as fo
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import re
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 from featviz.errors import closest
 
@@ -61,8 +64,27 @@ def _keys(node: object) -> list[str]:
         return []
 
 
+def name_too_long(path: str) -> str:
+    """One line for a run folder whose name is longer than the file system allows (NAME_MAX):
+    Hydra makes the folder before any featviz code runs, so its OSError comes here."""
+    parts = Path(path).parts or (path,)
+    longest = max(parts, key=lambda p: len(os.fsencode(p)))
+    existing = next((p for p in Path(path).parents if p.is_dir()), Path("."))
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    shown = longest if len(longest) <= 40 else f"{longest[:36]}..."
+    return (
+        f"the run folder name {shown!r} is {len(os.fsencode(longest))} bytes, longer than the file system allows ({limit}); "
+        "choose a shorter one with hydra.run.dir=... (hydra.sweep.dir / hydra.sweep.subdir in a sweep), "
+        "or shorten hydra.job.name or the override values the folder name is made of"
+    )
+
+
 def hydra_message(exc: BaseException) -> str | None:
-    """One line for a Hydra or OmegaConf error about the overrides (None for anything else).
+    """One line for a Hydra or OmegaConf error about the overrides, or for a run folder name
+    the file system refuses (None for anything else).
 
     A misspelt choice (``model=resnt``, ``objective=chanel``, ``+experiment=x``) names the
     closest options; an unknown key names the closest keys of its group (not Hydra's ``+key``
@@ -72,6 +94,8 @@ def hydra_message(exc: BaseException) -> str | None:
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     cause = exc.__cause__
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return name_too_long(str(exc.filename or ""))
     if isinstance(exc, MissingConfigException) and exc.options and exc.missing_cfg_file:
         group, _, name = str(exc.missing_cfg_file).rpartition("/")
         return f"{group}={name} is not one of the {group} options; {_options(name, exc.options)} (featviz render --help lists every group)"
