@@ -144,6 +144,8 @@ def model_from_config(cfg: Mapping[str, Any], device: str | torch.device = "cpu"
     cfg = _typed(schemas.ModelConfig, cfg, "model")
     if cfg["name"] in ("timm", "open_clip") and not cfg["arch"]:
         raise ConfigError(f"model={cfg['name']} needs its architecture: model.arch=NAME (docs/models.md)")
+    if cfg["arch"] and cfg["name"] not in ("timm", "open_clip"):
+        raise ConfigError(f"model.arch={cfg['arch']!r} is read by model=timm and model=open_clip only; model={cfg['name']} names its network itself")
     if cfg["name"] == "custom" and cfg["net"] is None:
         raise ConfigError("model=custom needs its module: model.net='{_target_: my_lab.nets.MyNet, ...its arguments}' (docs/models.md)")
     net = instantiate_module(cfg["net"], "model.net") if cfg["net"] is not None else None

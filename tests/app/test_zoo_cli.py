@@ -8,7 +8,9 @@ import json
 import pytest
 
 from conftest import run_cli
+from featviz.app.build import model_from_config
 from featviz.app.commands.layers import layer_table
+from featviz.errors import ConfigError
 
 pytest.importorskip("timm")
 pytest.importorskip("open_clip")
@@ -40,6 +42,13 @@ def test_pretrained_weights_offline_are_one_line_and_exit_2(tmp_path) -> None:
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert lines[-1].startswith("featviz: error:") and "model.weights=/path/" in lines[-1] and str(tmp_path / "hub") in lines[-1]
+
+
+def test_the_arch_key_goes_with_the_zoo_models_only() -> None:
+    with pytest.raises(ConfigError, match="model.arch=NAME"):
+        model_from_config({"name": "timm", "arch": None, "weights": "none"})
+    with pytest.raises(ConfigError, match="model=timm and model=open_clip only"):
+        model_from_config({"name": "resnet18", "arch": "resnet50", "weights": "none"})
 
 
 def test_a_missing_package_names_its_extra(tmp_path) -> None:
