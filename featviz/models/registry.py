@@ -72,6 +72,12 @@ def check_model_name(name: str, key: str = "model.name") -> None:
     """Raise :class:`UnknownModelError` (naming ``key`` and the closest names) unless ``name`` is a registry model."""
     if name in _EMBEDDED or name in ZOOS or name in torchvision_names():
         return
+    zoo, _, arch = name.partition(":")
+    if zoo == "timm" and arch:  # an evaluator named in one string: metrics.eval_model=timm:resnet50
+        from featviz.models.timm_zoo import check_arch
+
+        check_arch(arch)
+        return
     hint = ", ".join(closest(name, available_models())) or "efficientnet_lite0, googlenet, resnet50"
     raise UnknownModelError(f"unknown model {name!r} ({key}); closest: {hint}")
 
@@ -150,12 +156,15 @@ def build_model(
         mean, std: input normalization; None takes the torchvision weights' own, else
             ImageNet's for a 3-channel network and none (0 and 1) for any other.
         in_channels: the network's input channels; None reads them from its stem.
-        arch: with ``name`` ``timm`` or ``open_clip``, that library's architecture name.
+        arch: with ``name`` ``timm`` or ``open_clip``, that library's architecture name
+            (``timm:ARCH`` in ``name`` says both, as ``metrics.eval_model`` does).
 
     A ViT's side is its ``image_size`` (the only one it takes); otherwise ``input_size``
     None takes the torchvision weights' crop size.
     """
     weights = None if weights in (None, "none", "None", "") else str(weights)
+    if net is None and name.startswith("timm:"):
+        name, arch = "timm", name.split(":", 1)[1]
     if net is None and name in ZOOS:
         from featviz.models.open_clip_zoo import build_open_clip
         from featviz.models.timm_zoo import build_timm

@@ -138,3 +138,13 @@ def test_an_unknown_architecture_and_a_missing_package_are_one_line(monkeypatch)
     monkeypatch.setitem(sys.modules, "timm", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"featviz\[timm\]"):
         build_model("timm", weights="none", arch="resnet18")
+
+
+def test_a_timm_evaluator_for_transfer_metrics() -> None:
+    from featviz.app.build import build_metrics_callback
+
+    callback = build_metrics_callback({"eval_model": "timm:resnet18", "eval_weights": "none"})
+    evaluator = callback.eval_model  # built when first read
+    assert evaluator.name == "timm:resnet18" and evaluator.num_classes == 1000
+    with pytest.raises(UnknownModelError, match="resnet18"):
+        build_metrics_callback({"eval_model": "timm:resnet1B"})
