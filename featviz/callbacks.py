@@ -6,11 +6,15 @@ in featviz.render knows only this interface."""
 from __future__ import annotations
 
 import io
+import os
+import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, ImageShow
 
 from featviz.images import grid, to_uint8
 
@@ -51,14 +55,26 @@ class RenderResult:
         factor = max(1, -(-min_side // max(1, min(self.images.shape[-2:]))))
         return pil.resize((pil.width * factor, pil.height * factor), Image.NEAREST) if factor > 1 else pil
 
-    def show(self) -> None:
-        """Display the images below a notebook cell, or open them in the image viewer."""
-        try:
+    def show(self) -> Path | None:
+        """Display the images below a notebook cell; elsewhere write them and open a viewer.
+
+        Why not IPython's ``display`` everywhere: outside a kernel it prints the image's repr.
+        Outside a notebook the PNG goes to a temporary file whose path is printed (and
+        returned), so a headless session still gets the picture.
+        """
+        shell = _ipython_shell()
+        if shell is not None and type(shell).__name__ != "TerminalInteractiveShell":
             from IPython.display import display
-        except ImportError:
-            self.picture().show()
-            return
-        display(self.picture())
+
+            display(self.picture())
+            return None
+        handle, name = tempfile.mkstemp(prefix="featviz-", suffix=".png")
+        os.close(handle)
+        path = Path(name)
+        self.picture().save(path)
+        opened = ImageShow.show(Image.open(path)) if _has_display() else False
+        print(f"featviz: images written to {path}" + ("" if opened else " (no image viewer here: open that file)"), file=sys.stderr)
+        return path
 
     def _repr_png_(self) -> bytes:
         """Jupyter's rich display: a result at the end of a cell shows as its images."""
@@ -130,3 +146,14 @@ class ClosingCallback(Callback):
 
     def on_error(self, ctx: RenderContext, error: BaseException, step: int) -> None:
         self.close()
+
+
+def _ipython_shell() -> Any:
+    """The running IPython shell, None in a plain interpreter (or without IPython)."""
+    module = sys.modules.get("IPython")
+    return module.get_ipython() if module is not None else None
+
+
+def _has_display() -> bool:
+    """Whether a desktop can show a window: macOS and Windows always, X11/Wayland by their variables."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

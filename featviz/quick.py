@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from featviz.callbacks import Callback, RenderResult
 from featviz.errors import ConfigError
@@ -61,7 +62,7 @@ def standard_transforms(model: FeatureModel) -> Transform:
 
 
 def render(
-    model: str | FeatureModel,
+    model: str | FeatureModel | nn.Module,
     objective: str | Objective,
     *,
     size: int = SIZE,
@@ -75,7 +76,9 @@ def render(
     """Render ``objective`` on ``model`` with ``python -m featviz``'s defaults.
 
     Args:
-        model: a registry name (built once per session, with the CLI's speed-ups) or a model.
+        model: a registry name (built once per session, with the CLI's speed-ups), a
+            :class:`FeatureModel`, or a plain ``nn.Module`` (wrapped with ImageNet's mean/std
+            at 224 px; wrap it yourself to say otherwise).
         objective: ``"layer:unit"`` (a channel), ``"logits:N"`` (a class) or any objective.
         size: side of the default FFT image (ignored with ``param=``).
         batch: images optimized together (ignored with ``param=``).
@@ -93,8 +96,12 @@ def render(
     if isinstance(model, str):
         net = cached_model(model)
         net.optimize(PerfOptions(), keep=goal.layers)
-    else:
+    elif isinstance(model, FeatureModel):
         net = model
+    elif isinstance(model, nn.Module):
+        net = FeatureModel(model)
+    else:
+        raise ConfigError(f"model {model!r}: pass a registry name (e.g. 'efficientnet_lite0'), a FeatureModel or an nn.Module")
     if "param" not in kwargs:
         # One generator for the image's init and the transforms, as the command line does.
         generator = kwargs.setdefault("generator", torch.Generator().manual_seed(int(seed)))

@@ -55,3 +55,30 @@ def test_progress_off_a_terminal_prints_plain_lines(lite0) -> None:
     stream = io.StringIO()  # `featviz units` labels each chunk's lines with its units
     featviz.render(lite0, "blocks.2:3", size=32, steps=2, progress=False, callbacks=[ProgressBar(stream=stream, desc="units 0-7 (batch 1/3)")])
     assert stream.getvalue().startswith("units 0-7 (batch 1/3): step 2/2 (100 %)")
+
+
+def test_show_outside_a_notebook_writes_the_picture_and_says_where(tmp_path) -> None:
+    """A plain script gets a file (IPython's display would print the image's repr there)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, featviz\n"
+        "from torch import nn\n"
+        "net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())\n"  # a plain module: wrapped for the call
+        "result = featviz.render(net, '0:1', size=16, steps=2, progress=False)\n"
+        "print('returned', result.show())\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "PIL.Image" not in done.stdout
+    line = next(l for l in done.stderr.splitlines() if l.startswith("featviz: images written to "))
+    path = line.removeprefix("featviz: images written to ").split(" (")[0]
+    assert Image.open(path).format == "PNG" and f"returned {path}" in done.stdout
+    __import__("os").remove(path)
+
+
+def test_render_refuses_what_is_not_a_model() -> None:
+    with pytest.raises(ConfigError, match="registry name"):
+        featviz.render(3, "blocks.2:3")  # type: ignore[arg-type]
