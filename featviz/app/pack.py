@@ -104,7 +104,7 @@ def run_pack(specs: Sequence[JobSpec], pack: dict[str, Any] | None = None) -> li
                 _record_failure(p, result)
                 outcomes[p.index] = result
             else:
-                log.info("final objective %.4g, %.2f steps/s; images in %s", result.final["objective"], result.steps_per_s, p.spec.out_dir)
+                log.info("objective on the last step's views %.4g, %.2f steps/s; images in %s", result.final["objective"], result.steps_per_s, p.spec.out_dir)
                 outcomes[p.index] = result.final
     return [o if o is not None else RuntimeError("job never ran") for o in outcomes]
 
