@@ -76,3 +76,30 @@ def test_the_microscope_on_a_timm_layer(tmp_path) -> None:
     saved = sorted(p.stem for p in (tmp_path / "0" / "microscope" / "layer1").glob("*.json"))
     assert saved == ["0", "1", "2", "3"], saved
     assert (tmp_path / "site" / "layers" / "layer1" / "index.html").is_file()
+
+
+def test_text_a_minus_text_b_from_the_command_line(tmp_path) -> None:
+    """``objective=sum`` with two clip_text terms, the second weighted -1: the run's clean score
+    is cos(image, A) - cos(image, B), recomputed here from final.png on the same random tower."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from featviz.models import build_model
+
+    a, b = "a photo of a dog", "a red sports car on a road"
+    terms = f"objective.terms=[{{kind:clip_text,text:'{a}'}},{{kind:clip_text,text:'{b}',weight:-1}}]"
+    proc = run_cli("model=open_clip", "model.weights=none", "model.input_size=64", "objective=sum", terms, "logger=none",
+                   "progress=false", "param.size=64", "steps=6", "optimizer.lr=0.1", "metrics.views=0", "threads=1",
+                   f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = json.loads((tmp_path / "result.json").read_text())["final"]
+    steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1]["objective"] > steps[0]["objective"]  # the difference is what rises
+    model = build_model("open_clip", weights="none", arch="ViT-B-32", input_size=64)
+    image = torch.from_numpy(np.asarray(Image.open(tmp_path / "final.png").convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        embedding = F.normalize(model(image, ["embedding"])["embedding"], dim=1)
+        score_a, score_b = (embedding @ F.normalize(model.text_encoder([a, b]), dim=1).T)[0].tolist()
+    assert abs((score_a - score_b) - final["objective_clean"]) < 2e-3, (score_a, score_b, final["objective_clean"])
