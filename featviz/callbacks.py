@@ -71,8 +71,9 @@ class RenderResult:
         handle, name = tempfile.mkstemp(prefix="featviz-", suffix=".png")
         os.close(handle)
         path = Path(name)
-        self.picture().save(path)
-        opened = ImageShow.show(Image.open(path)) if _has_display() else False
+        picture = self.picture()
+        picture.save(path)
+        opened = ImageShow.show(picture) if _has_display() else False
         print(f"featviz: images written to {path}" + ("" if opened else " (no image viewer here: open that file)"), file=sys.stderr)
         return path
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from conftest import run_cli
 from featviz.app.build import model_from_config
 from featviz.app.commands.layers import layer_table
 from featviz.errors import ConfigError
+from featviz.images import load_png
+from featviz.models import build_model
 
 pytest.importorskip("timm")
 pytest.importorskip("open_clip")
@@ -81,12 +85,6 @@ def test_the_microscope_on_a_timm_layer(tmp_path) -> None:
 def test_text_a_minus_text_b_from_the_command_line(tmp_path) -> None:
     """``objective=sum`` with two clip_text terms, the second weighted -1: the run's clean score
     is cos(image, A) - cos(image, B), recomputed here from final.png on the same random tower."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image
-
-    from featviz.models import build_model
 
     a, b = "a photo of a dog", "a red sports car on a road"
     terms = f"objective.terms=[{{kind:clip_text,text:'{a}'}},{{kind:clip_text,text:'{b}',weight:-1}}]"
@@ -98,7 +96,7 @@ def test_text_a_minus_text_b_from_the_command_line(tmp_path) -> None:
     steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1]["objective"] > steps[0]["objective"]  # the difference is what rises
     model = build_model("open_clip", weights="none", arch="ViT-B-32", input_size=64)
-    image = torch.from_numpy(np.asarray(Image.open(tmp_path / "final.png").convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    image = load_png(tmp_path / "final.png")[None]
     with torch.no_grad():
         embedding = F.normalize(model(image, ["embedding"])["embedding"], dim=1)
         score_a, score_b = (embedding @ F.normalize(model.text_encoder([a, b]), dim=1).T)[0].tolist()
